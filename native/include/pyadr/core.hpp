@@ -1,0 +1,112 @@
+// pyadr native core: exact and deep-reuse convolution / linear kernels, no Python.
+//
+// Architecture (see DESIGN.md): every op takes raw pointers plus a shape struct.
+//   geometry (ConvGeom)  -> layout.cpp   padded NHWC/NCHW copies, row/column offset runs
+//                        -> lsh_hash.cpp sub-vector projections and hash keys
+//                        -> cluster.cpp  key -> cluster id tables (dense or hashed)
+//                        -> gemm.cpp     one GEMM interface: built-in blocked kernel or BLAS
+//   conv_exact.cpp       tiled im2col + GEMM, forward and backward, never the full im2col
+//   conv_reuse.cpp       fused hash/cluster/centroid pass, reduced GEMM, reuse backward
+// Linear layers are convolutions of a 1x1 kernel over 1x1 images.
+// User errors throw pyadr::Error (std::invalid_argument); invariants are asserted.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace pyadr {
+
+struct Error : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+enum class Order : int { HWC = 0, CHW = 1 };
+enum class HashKind : int { Sign = 0, L2 = 1 };
+enum class Scope : int { Batch = 0, Input = 1 };
+
+// Shapes of one convolution: x (B, C, H, W), w (M, C, kh, kw), y (B, M, OH, OW).
+struct ConvGeom {
+  int64_t B = 0, C = 0, H = 0, W = 0, M = 0, kh = 1, kw = 1;
+  int64_t sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
+  int64_t OH = 0, OW = 0;
+  int64_t K() const { return C * kh * kw; }
+  int64_t P() const { return OH * OW; }      // output positions per image
+  int64_t N() const { return B * OH * OW; }  // im2col rows
+  // Fills OH/OW and checks every size; throws Error naming the offending argument.
+  void validate();
+};
+
+// Hashing parameters of a reuse call. planes: (L, H) row-major; offsets (H) and width for L2.
+template <class T>
+struct ReuseParams {
+  int L = 0, H = 0;
+  Order order = Order::HWC;
+  HashKind hash = HashKind::Sign;
+  Scope scope = Scope::Batch;
+  const T* planes = nullptr;
+  const T* offsets = nullptr;
+  T width = T(1);
+};
+
+// What a reuse forward keeps for its backward: ids, counts, centroids, reordered weights.
+// Never the im2col matrix. Block j covers ordered columns [j*L, min((j+1)*L, K)).
+template <class T>
+struct ReuseState {
+  ConvGeom g;
+  int L = 0;
+  Order order = Order::HWC;
+  Scope scope = Scope::Batch;
+  int64_t nblocks = 0;
+  std::vector<int32_t> ids;                    // (nblocks, N): cluster of row n in block j
+  std::vector<std::vector<int32_t>> counts;    // block j: (nc_j) members per cluster
+  std::vector<std::vector<T>> centroids;       // block j: (nc_j, L_j) cluster means
+  std::vector<T> Wm;                           // (K, M) weights, rows in `order`
+  int64_t block_len(int64_t j) const;
+  int64_t clusters(int64_t j) const { return static_cast<int64_t>(counts[j].size()); }
+  double remaining_ratio() const;              // mean_j clusters(j) / N
+  size_t bytes() const;                        // memory held for the backward
+};
+
+// ---- exact path ----------------------------------------------------------------------------
+template <class T>
+void conv2d_forward_exact(const ConvGeom& g, const T* x, const T* w, const T* b, T* y);
+// dx, dw, db may each be null (not wanted).
+template <class T>
+void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* dy, T* dx, T* dw, T* db);
+
+// ---- deep reuse ----------------------------------------------------------------------------
+template <class T>
+std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const ReuseParams<T>& p,
+                                                    const T* x, const T* w, const T* b, T* y);
+template <class T>
+void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T* db);
+
+// ---- GEMM: C(m x n) = alpha * op(A) * op(B) + beta * C, row-major -------------------------
+template <class T>
+void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
+          const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+// Fortran BLAS ?gemm signatures (column-major), injectable by the Python build.
+using sgemm_fn = void (*)(const char*, const char*, const int*, const int*, const int*, const float*,
+                          const float*, const int*, const float*, const int*, const float*, float*,
+                          const int*);
+using dgemm_fn = void (*)(const char*, const char*, const int*, const int*, const int*, const double*,
+                          const double*, const int*, const double*, const int*, const double*, double*,
+                          const int*);
+void set_blas(sgemm_fn s, dgemm_fn d);      // both null: forget BLAS
+enum class GemmProvider : int { Builtin = 0, Blas = 1 };
+void set_gemm_provider(GemmProvider p);     // throws Error if BLAS was not injected
+GemmProvider gemm_provider();
+bool blas_available();
+
+// ---- runtime configuration -----------------------------------------------------------------
+void set_num_threads(int n);  // n >= 1; defaults to OpenMP's max threads (OMP_NUM_THREADS)
+int num_threads();
+bool openmp_enabled();
+const char* simd_level();     // "avx512", "avx2", or "baseline": what the kernels dispatch to
+const char* version();
+
+}  // namespace pyadr

@@ -1,0 +1,111 @@
+// Key -> cluster id tables. Ids are numbered by first occurrence, so a partition is a pure
+// function of the row order (deterministic for any thread count).
+//   dense: a 2^H table of ids (sign hashing with small H), cleared through its touched list;
+//   hashed: open addressing on 64-bit keys, capacity >= 2x rows, never 2^H-sized;
+//   tuples (l2): hashed on a 64-bit digest of the H integers, compared in full on a match.
+#pragma once
+
+#include <vector>
+
+#include "common.hpp"
+
+namespace pyadr {
+namespace detail {
+
+inline uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+inline uint64_t tuple_digest(const int64_t* q, int H) {
+  uint64_t h = 0x9e3779b97f4a7c15ULL;
+  for (int i = 0; i < H; ++i) h = mix64(h ^ static_cast<uint64_t>(q[i]));
+  return h;
+}
+
+class ClusterTable {
+ public:
+  // rows: most keys inserted between two clear() calls; H: hash bits; tuple_len: 0 for keys,
+  // H for l2 tuples.
+  void reset(int64_t rows, int H, int tuple_len) {
+    tuple_len_ = tuple_len;
+    tuples_.clear();
+    dense_ = tuple_len == 0 && H <= 16 && (int64_t(1) << H) <= 8 * rows + 1024;
+    if (dense_) {
+      if (dense_ids_.size() != (size_t(1) << H)) dense_ids_.assign(size_t(1) << H, -1);
+    } else {
+      size_t cap = 16;
+      while (cap < size_t(2 * rows)) cap <<= 1;
+      if (slots_.size() != cap) slots_.assign(cap, Slot{0, -1});
+      mask_ = cap - 1;
+      if (tuple_len) slot_tuple_.assign(cap, 0);
+    }
+    clear();
+  }
+
+  // Forget every key (next ids are numbered from the caller's counter).
+  void clear() {
+    if (dense_) {
+      for (uint64_t k : touched_) dense_ids_[k] = -1;
+    } else {
+      for (uint64_t s : touched_) slots_[s].id = -1;
+    }
+    touched_.clear();
+    tuples_.clear();
+  }
+
+  // Id of `key`, inserting it as `next` when new. For tuples, key is the digest of q.
+  PYADR_INLINE int32_t find_or_insert(uint64_t key, const int64_t* q, int32_t next) {
+    if (dense_) {
+      int32_t& id = dense_ids_[key];
+      if (id < 0) {
+        id = next;
+        touched_.push_back(key);
+      }
+      return id;
+    }
+    size_t s = mix64(key) & mask_;
+    while (true) {
+      Slot& slot = slots_[s];
+      if (slot.id < 0) {
+        slot.key = key;
+        slot.id = next;
+        touched_.push_back(s);
+        if (tuple_len_) {
+          slot_tuple_[s] = tuples_.size() / tuple_len_;
+          tuples_.insert(tuples_.end(), q, q + tuple_len_);
+        }
+        return next;
+      }
+      if (slot.key == key && (!tuple_len_ || same_tuple(slot_tuple_[s], q))) return slot.id;
+      s = (s + 1) & mask_;
+    }
+  }
+
+ private:
+  struct Slot {
+    uint64_t key;
+    int32_t id;
+  };
+  bool same_tuple(size_t t, const int64_t* q) const {
+    const int64_t* stored = tuples_.data() + t * tuple_len_;
+    for (int i = 0; i < tuple_len_; ++i)
+      if (stored[i] != q[i]) return false;
+    return true;
+  }
+  bool dense_ = true;
+  int tuple_len_ = 0;
+  size_t mask_ = 0;
+  std::vector<int32_t> dense_ids_;
+  std::vector<Slot> slots_;
+  std::vector<size_t> slot_tuple_;
+  std::vector<uint64_t> touched_;
+  std::vector<int64_t> tuples_;
+};
+
+}  // namespace detail
+}  // namespace pyadr

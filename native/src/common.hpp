@@ -1,0 +1,87 @@
+// Internal helpers shared by the kernels: threading, SIMD dispatch, scratch buffers.
+#pragma once
+
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "pyadr/core.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+// Hot loops are compiled several times (AVX-512, AVX2+FMA, baseline) and the loader picks one
+// (GCC/Clang function multi-versioning). Portable: no -march=native, no intrinsics.
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__) && !defined(PYADR_NO_DISPATCH)
+#define PYADR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define PYADR_HAVE_DISPATCH 1
+#else
+#define PYADR_CLONES
+#define PYADR_HAVE_DISPATCH 0
+#endif
+
+#if defined(__GNUC__)
+#define PYADR_RESTRICT __restrict__
+#define PYADR_INLINE inline __attribute__((always_inline))
+#else
+#define PYADR_RESTRICT
+#define PYADR_INLINE inline
+#endif
+
+namespace pyadr {
+namespace detail {
+
+inline bool in_parallel() {
+#ifdef _OPENMP
+  return omp_in_parallel() != 0;
+#else
+  return false;
+#endif
+}
+
+inline int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// Threads a parallel region over `work` independent items should use.
+inline int threads_for(int64_t work) {
+  int t = num_threads();
+  if (work < t) t = static_cast<int>(work < 1 ? 1 : work);
+  return t;
+}
+
+// 64-byte aligned, uninitialised scratch buffer of T.
+template <class T>
+struct Buffer {
+  T* ptr = nullptr;
+  size_t n = 0;
+  Buffer() = default;
+  explicit Buffer(size_t count) { resize(count); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { std::free(ptr); }
+  void resize(size_t count) {
+    if (count <= n) return;
+    std::free(ptr);
+    size_t bytes = ((count * sizeof(T) + 63) / 64) * 64;
+    ptr = static_cast<T*>(std::aligned_alloc(64, bytes ? bytes : 64));
+    if (!ptr) throw std::bad_alloc();
+    n = count;
+  }
+  void zero() { std::memset(ptr, 0, n * sizeof(T)); }
+  T* data() { return ptr; }
+  const T* data() const { return ptr; }
+  T& operator[](size_t i) { return ptr[i]; }
+};
+
+}  // namespace detail
+}  // namespace pyadr

@@ -1,0 +1,158 @@
+// Exact convolution: tiled implicit im2col + GEMM. The im2col matrix is never materialised: each
+// thread gathers a tile of rows (cache-sized) from a padded NHWC copy of x, multiplies it by the
+// weights and writes NCHW output. Backward: per-thread dW partials (reduced in a fixed order,
+// so results are deterministic for a thread count) and col2im by scatter-add into the padded dx
+// of the thread's own images (no races, no atomics).
+//
+//   x (B, C, H, W) -> xp (B, Hp, Wp, C);  tile (R, K) rows (b, oh, ow), K = (kh, kw, C)
+//   Wm (K, M) = w (M, C, kh, kw) permuted;  y tile (R, M) = tile . Wm  -> y (B, M, OH, OW)
+#include <algorithm>
+
+#include "conv_common.hpp"
+#include "layout.hpp"
+
+namespace pyadr {
+namespace {
+
+using detail::Buffer;
+
+bool is_linear(const ConvGeom& g) {
+  return g.H == 1 && g.W == 1 && g.kh == 1 && g.kw == 1 && g.ph == 0 && g.pw == 0;
+}
+
+int64_t tile_rows(const ConvGeom& g) {
+  const int64_t R = std::max<int64_t>(16, 98304 / std::max<int64_t>(g.K(), 1));
+  return std::min<int64_t>(R, g.P());
+}
+
+template <class T>
+void linear_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
+  const int64_t Bn = g.B, K = g.C, M = g.M;
+  gemm<T>(false, true, Bn, M, K, T(1), x, K, w, K, T(0), y, M);
+  if (b)
+    for (int64_t i = 0; i < Bn; ++i)
+      for (int64_t m = 0; m < M; ++m) y[i * M + m] += b[m];
+}
+
+template <class T>
+void linear_backward(const ConvGeom& g, const T* x, const T* w, const T* dy, T* dx, T* dw, T* db) {
+  const int64_t Bn = g.B, K = g.C, M = g.M;
+  if (dw) gemm<T>(true, false, M, K, Bn, T(1), dy, M, x, K, T(0), dw, K);
+  if (dx) gemm<T>(false, false, Bn, K, M, T(1), dy, M, w, K, T(0), dx, K);
+  if (db) detail::bias_grad_rows(dy, Bn, M, db);
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_forward_exact(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
+  if (is_linear(g)) return linear_forward(g, x, w, b, y);
+  const int64_t K = g.K(), M = g.M, P = g.P();
+  const detail::Layout lay = detail::make_layout(g, true);
+  Buffer<T> padded;
+  const T* xp = x;
+  if (!detail::layout_is_input(g, lay)) {
+    padded.resize(lay.size());
+    detail::pad_input(g, lay, x, padded.data());
+    xp = padded.data();
+  }
+  std::vector<T> Wm(K * M);
+  detail::weights_to_matrix(g, Order::HWC, w, Wm.data());
+  const auto runs = detail::column_runs(g, lay, Order::HWC, 0, K);
+  const int64_t R = tile_rows(g), tiles_per_image = (P + R - 1) / R, ntiles = g.B * tiles_per_image;
+  const int nt = detail::threads_for(ntiles);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+  {
+    Buffer<T> col(R * K), out(R * M);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t t = 0; t < ntiles; ++t) {
+      const int64_t bimg = t / tiles_per_image, p0 = (t % tiles_per_image) * R;
+      const int64_t len = std::min(R, P - p0), n0 = bimg * P + p0;
+      for (int64_t r = 0; r < len; ++r)
+        detail::gather_runs(xp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(), col.data() + r * K);
+      gemm<T>(false, false, len, M, K, T(1), col.data(), K, Wm.data(), M, T(0), out.data(), M);
+      detail::store_rows_nchw(g, n0, len, out.data(), b, y);
+    }
+  }
+}
+
+template <class T>
+void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* dy, T* dx, T* dw, T* db) {
+  if (is_linear(g)) return linear_backward(g, x, w, dy, dx, dw, db);
+  const int64_t K = g.K(), M = g.M, P = g.P();
+  if (db) detail::bias_grad_nchw(g, dy, db);
+  if (!dx && !dw) return;
+  const detail::Layout lay = detail::make_layout(g, true);
+  Buffer<T> padded, dpadded;
+  const T* xp = x;
+  if (dw && !detail::layout_is_input(g, lay)) {
+    padded.resize(lay.size());
+    detail::pad_input(g, lay, x, padded.data());
+    xp = padded.data();
+  }
+  T* dxp = nullptr;
+  if (dx) {
+    if (detail::layout_is_input(g, lay)) {
+      dxp = dx;
+    } else {
+      dpadded.resize(lay.size());
+      dxp = dpadded.data();
+    }
+    std::memset(dxp, 0, sizeof(T) * lay.size());
+  }
+  std::vector<T> Wm(K * M);
+  detail::weights_to_matrix(g, Order::HWC, w, Wm.data());
+  const auto runs = detail::column_runs(g, lay, Order::HWC, 0, K);
+  const int64_t R = tile_rows(g);
+  const int nt = detail::threads_for(g.B);
+  std::vector<T> dW_parts(dw ? static_cast<size_t>(nt) * K * M : 0, T(0));
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+  {
+    const int tid = detail::thread_id();
+    Buffer<T> col(R * K), rows(R * M);
+    T* dWt = dw ? dW_parts.data() + static_cast<size_t>(tid) * K * M : nullptr;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t bimg = 0; bimg < g.B; ++bimg) {
+      for (int64_t p0 = 0; p0 < P; p0 += R) {
+        const int64_t len = std::min(R, P - p0), n0 = bimg * P + p0;
+        detail::load_rows_nchw(g, n0, len, dy, rows.data());
+        if (dw) {
+          for (int64_t r = 0; r < len; ++r)
+            detail::gather_runs(xp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(), col.data() + r * K);
+          gemm<T>(true, false, K, M, len, T(1), col.data(), K, rows.data(), M, T(1), dWt, M);
+        }
+        if (dx) {
+          gemm<T>(false, true, len, K, M, T(1), rows.data(), M, Wm.data(), M, T(0), col.data(), K);
+          for (int64_t r = 0; r < len; ++r)
+            detail::scatter_add_runs(dxp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(),
+                                     col.data() + r * K);
+        }
+      }
+    }
+  }
+  if (dw) {
+    for (int t = 1; t < nt; ++t) {
+      const T* part = dW_parts.data() + static_cast<size_t>(t) * K * M;
+      for (int64_t i = 0; i < K * M; ++i) dW_parts[i] += part[i];
+    }
+    detail::matrix_to_weights(g, Order::HWC, dW_parts.data(), dw);
+  }
+  if (dx && dxp != dx) detail::unpad_output(g, lay, dxp, dx);
+}
+
+template void conv2d_forward_exact<float>(const ConvGeom&, const float*, const float*, const float*, float*);
+template void conv2d_forward_exact<double>(const ConvGeom&, const double*, const double*, const double*, double*);
+template void conv2d_backward_exact<float>(const ConvGeom&, const float*, const float*, const float*, float*,
+                                           float*, float*);
+template void conv2d_backward_exact<double>(const ConvGeom&, const double*, const double*, const double*,
+                                            double*, double*, double*);
+
+}  // namespace pyadr

@@ -1,0 +1,358 @@
+// Deep-reuse convolution (DESIGN.md "Semantics"), forward and backward.
+//
+// Forward, one fused pass per sub-matrix j (threads own whole blocks, rows visited in order, so
+// ids and sums do not depend on the thread count):
+//   gather S (R, Lj) from the padded input via column runs  ->  project on planes  ->  keys
+//   -> ClusterTable id (first occurrence)  ->  centroid sums += S[r]
+// The im2col matrix is never built. With order "hwc" and L | C every sub-vector is a slice of one
+// pixel's channel vector, so its key is computed once per input pixel instead of once per row
+// (kh*kw times less hashing). Then Yc_j (nc_j, M) = centroids_j . Wm_j and
+// y[n] = b + sum_j Yc_j[id_j(n)].
+// Backward: Gamma_j = cluster sums of dY; dWm_j = centroids_j^T Gamma_j;
+// D_j = (Gamma_j / |c|) Wm_j^T; dX[n, block j] = D_j[id_j(n)], scattered back (col2im) per image.
+#include <algorithm>
+#include <mutex>
+#include <string>
+
+#include "cluster.hpp"
+#include "conv_common.hpp"
+#include "layout.hpp"
+#include "lsh_hash.hpp"
+#include "rowops.hpp"
+
+namespace pyadr {
+namespace {
+
+using detail::Buffer;
+using detail::Run;
+
+constexpr int64_t kTileRows = 64;
+
+// Exceptions must not leave an OpenMP region: the first one is kept and rethrown after it.
+struct ErrorTrap {
+  std::mutex mu;
+  std::string msg;
+  bool failed = false;
+  void capture(const char* what) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!failed) msg = what;
+    failed = true;
+  }
+  void rethrow() const {
+    if (failed) throw Error(msg);
+  }
+};
+
+struct Blocks {
+  int64_t nb = 0;
+  std::vector<int64_t> k0, len;
+  std::vector<std::vector<Run>> runs;
+};
+
+Blocks make_blocks(const ConvGeom& g, const detail::Layout& lay, Order order, int L) {
+  Blocks bl;
+  const int64_t K = g.K();
+  bl.nb = (K + L - 1) / L;
+  for (int64_t j = 0; j < bl.nb; ++j) {
+    const int64_t k0 = j * L, k1 = std::min<int64_t>(K, k0 + L);
+    bl.k0.push_back(k0);
+    bl.len.push_back(k1 - k0);
+    bl.runs.push_back(detail::column_runs(g, lay, order, k0, k1));
+  }
+  return bl;
+}
+
+// Runs `body(j)` for every block: blocks in parallel when there are enough of them; otherwise
+// serially, leaving the threads to the GEMMs inside.
+template <class F>
+void for_each_block(int64_t nb, ErrorTrap& trap, F body) {
+  const int nt = detail::threads_for(nb);
+  if (nt > 1 && nb >= num_threads()) {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+#endif
+    for (int64_t j = 0; j < nb; ++j) {
+      try {
+        body(j);
+      } catch (const std::exception& e) {
+        trap.capture(e.what());
+      }
+    }
+  } else {
+    for (int64_t j = 0; j < nb; ++j) body(j);
+  }
+  trap.rethrow();
+}
+
+template <class T>
+void check_params(const ConvGeom& g, const ReuseParams<T>& p) {
+  const int64_t K = g.K();
+  if (p.L < 1 || p.L > K)
+    throw Error("reuse.L must be in [1, K=" + std::to_string(K) + "], got " + std::to_string(p.L));
+  if (p.H < 1 || p.H > 64) throw Error("reuse.H must be in [1, 64], got " + std::to_string(p.H));
+  if (!p.planes) throw Error("reuse: planes are required");
+  if (p.hash == HashKind::L2) {
+    if (!p.offsets) throw Error("reuse: l2 hashing needs offsets");
+    if (!(p.width > T(0)) || !(p.width < T(1e300))) throw Error("reuse.width must be finite and > 0");
+  }
+  if (g.N() > INT32_MAX) throw Error("reuse: more than 2^31 rows in one call is not supported");
+}
+
+// Keys of every L-long slice of the padded NHWC input (the "hwc, L | C" fast path).
+template <class T>
+struct PixelKeys {
+  std::vector<uint64_t> sign;   // (count)
+  std::vector<int64_t> q;       // (count, H)
+};
+
+template <class T>
+PixelKeys<T> pixel_keys(const T* xp, int64_t count, int L, const ReuseParams<T>& p, const T* Pp, int HB) {
+  PixelKeys<T> keys;
+  if (p.hash == HashKind::Sign) keys.sign.resize(count);
+  else keys.q.resize(static_cast<size_t>(count) * p.H);
+  const int64_t ntiles = (count + kTileRows - 1) / kTileRows;
+  ErrorTrap trap;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(detail::threads_for(ntiles))
+#endif
+  {
+    Buffer<T> proj(kTileRows * HB);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t t = 0; t < ntiles; ++t) {
+      const int64_t r0 = t * kTileRows, len = std::min(kTileRows, count - r0);
+      try {
+        detail::lsh_project(xp + r0 * L, len, L, L, Pp, HB, proj.data());
+        if (p.hash == HashKind::Sign)
+          detail::lsh_sign_keys(proj.data(), len, HB, p.H, keys.sign.data() + r0);
+        else
+          detail::lsh_l2_keys(proj.data(), len, HB, p.H, p.offsets, p.width, keys.q.data() + r0 * p.H);
+      } catch (const std::exception& e) {
+        trap.capture(e.what());
+      }
+    }
+  }
+  trap.rethrow();
+  return keys;
+}
+
+}  // namespace
+
+template <class T>
+int64_t ReuseState<T>::block_len(int64_t j) const {
+  return std::min<int64_t>(L, g.K() - j * L);
+}
+
+template <class T>
+double ReuseState<T>::remaining_ratio() const {
+  if (nblocks == 0 || g.N() == 0) return 1.0;
+  double s = 0;
+  for (int64_t j = 0; j < nblocks; ++j) s += double(clusters(j)) / double(g.N());
+  return s / double(nblocks);
+}
+
+template <class T>
+size_t ReuseState<T>::bytes() const {
+  size_t total = ids.size() * sizeof(int32_t) + Wm.size() * sizeof(T);
+  for (const auto& c : counts) total += c.size() * sizeof(int32_t);
+  for (const auto& c : centroids) total += c.size() * sizeof(T);
+  return total;
+}
+
+template <class T>
+std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const ReuseParams<T>& p, const T* x,
+                                                    const T* w, const T* b, T* y) {
+  check_params(g, p);
+  auto st = std::make_unique<ReuseState<T>>();
+  st->g = g;
+  st->L = p.L;
+  st->order = p.order;
+  st->scope = p.scope;
+  const int64_t K = g.K(), M = g.M, N = g.N(), P = g.P();
+  const int H = p.H, HB = detail::padded_hashes(H), L = p.L;
+  const detail::Layout lay = detail::make_layout(g, p.order == Order::HWC);
+  Buffer<T> padded;
+  const T* xp = x;
+  if (!detail::layout_is_input(g, lay)) {
+    padded.resize(lay.size());
+    detail::pad_input(g, lay, x, padded.data());
+    xp = padded.data();
+  }
+  const Blocks bl = make_blocks(g, lay, p.order, L);
+  const int64_t nb = bl.nb;
+  st->nblocks = nb;
+  // Planes padded with zero columns to HB hashes: (L, HB).
+  std::vector<T> Pp(static_cast<size_t>(L) * HB, T(0));
+  for (int k = 0; k < L; ++k)
+    for (int h = 0; h < H; ++h) Pp[k * HB + h] = p.planes[k * H + h];
+
+  const bool pixel_path = p.order == Order::HWC && g.C % L == 0;
+  PixelKeys<T> pk;
+  if (pixel_path) pk = pixel_keys(xp, lay.size() / L, L, p, Pp.data(), HB);
+
+  st->ids.resize(static_cast<size_t>(nb) * N);
+  st->counts.resize(nb);
+  st->centroids.resize(nb);
+  const int64_t group_rows = p.scope == Scope::Batch ? N : P;
+  const bool l2 = p.hash == HashKind::L2;
+  ErrorTrap trap;
+  for_each_block(nb, trap, [&](int64_t j) {
+    const int64_t Lj = bl.len[j];
+    const std::vector<Run>& runs = bl.runs[j];
+    detail::ClusterTable table;
+    table.reset(group_rows, H, l2 ? H : 0);
+    Buffer<T> S(kTileRows * Lj), proj(kTileRows * HB);
+    std::vector<uint64_t> keys(kTileRows);
+    std::vector<int64_t> q(l2 ? kTileRows * H : 0);
+    std::vector<T>& cent = st->centroids[j];
+    std::vector<int32_t>& cnt = st->counts[j];
+    int32_t* ids = st->ids.data() + j * N;
+    int32_t nc = 0;
+    for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
+      const int64_t len = std::min(kTileRows, N - n0);
+      for (int64_t r = 0; r < len; ++r)
+        detail::gather_runs(xp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(), S.data() + r * Lj);
+      if (pixel_path) {
+        for (int64_t r = 0; r < len; ++r) {
+          const int64_t slice = (detail::row_base(g, lay, n0 + r) + runs[0].src) / L;
+          if (l2) std::copy_n(pk.q.data() + slice * H, H, q.data() + r * H);
+          else keys[r] = pk.sign[slice];
+        }
+      } else {
+        detail::lsh_project(S.data(), len, Lj, Lj, Pp.data(), HB, proj.data());
+        if (l2) detail::lsh_l2_keys(proj.data(), len, HB, H, p.offsets, p.width, q.data());
+        else detail::lsh_sign_keys(proj.data(), len, HB, H, keys.data());
+      }
+      for (int64_t r = 0; r < len; ++r) {
+        const int64_t n = n0 + r;
+        if (n != 0 && n % group_rows == 0) table.clear();
+        const int64_t* qr = l2 ? q.data() + r * H : nullptr;
+        const uint64_t key = l2 ? detail::tuple_digest(qr, H) : keys[r];
+        const int32_t id = table.find_or_insert(key, qr, nc);
+        if (id == nc) {
+          ++nc;
+          cnt.push_back(0);
+          cent.resize(static_cast<size_t>(nc) * Lj, T(0));
+        }
+        ++cnt[id];
+        ids[n] = id;
+      }
+      detail::scatter_add(cent.data(), ids + n0, S.data(), len, Lj);
+    }
+    for (int32_t c = 0; c < nc; ++c) {
+      const T count = static_cast<T>(cnt[c]);
+      T* row = cent.data() + static_cast<size_t>(c) * Lj;
+      for (int64_t k = 0; k < Lj; ++k) row[k] /= count;
+    }
+  });
+
+  st->Wm.resize(static_cast<size_t>(K) * M);
+  detail::weights_to_matrix(g, p.order, w, st->Wm.data());
+  // Reduced GEMM: Yc_j (nc_j, M) = centroids_j (nc_j, Lj) . Wm_j (Lj, M).
+  std::vector<std::vector<T>> Yc(nb);
+  for_each_block(nb, trap, [&](int64_t j) {
+    const int64_t nc = st->clusters(j), Lj = bl.len[j];
+    Yc[j].resize(static_cast<size_t>(nc) * M);
+    gemm<T>(false, false, nc, M, Lj, T(1), st->centroids[j].data(), Lj, st->Wm.data() + bl.k0[j] * M, M, T(0),
+            Yc[j].data(), M);
+  });
+  // Reconstruction: y[n] = b + sum_j Yc_j[id_j(n)].
+  const int64_t ntiles = (N + kTileRows - 1) / kTileRows;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(detail::threads_for(ntiles))
+#endif
+  {
+    Buffer<T> acc(kTileRows * M);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t t = 0; t < ntiles; ++t) {
+      const int64_t n0 = t * kTileRows, len = std::min(kTileRows, N - n0);
+      std::memset(acc.data(), 0, sizeof(T) * len * M);
+      for (int64_t j = 0; j < nb; ++j) {
+        const T* yc = Yc[j].data();
+        const int32_t* ids = st->ids.data() + j * N + n0;
+        detail::gather_add(acc.data(), yc, ids, len, M);
+      }
+      detail::store_rows_nchw(g, n0, len, acc.data(), b, y);
+    }
+  }
+  return st;
+}
+
+template <class T>
+void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T* db) {
+  const ConvGeom& g = s.g;
+  const int64_t K = g.K(), M = g.M, N = g.N(), nb = s.nblocks;
+  // dY rows (N, M) from NCHW dy.
+  Buffer<T> dY(static_cast<size_t>(N) * M);
+  const int64_t ntiles = (N + kTileRows - 1) / kTileRows;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(detail::threads_for(ntiles)) schedule(static)
+#endif
+  for (int64_t t = 0; t < ntiles; ++t) {
+    const int64_t n0 = t * kTileRows;
+    detail::load_rows_nchw(g, n0, std::min(kTileRows, N - n0), dy, dY.data() + n0 * M);
+  }
+  if (db) detail::bias_grad_rows(dY.data(), N, M, db);
+  if (!dx && !dw) return;
+  std::vector<T> dWm(dw ? static_cast<size_t>(K) * M : 0);
+  std::vector<std::vector<T>> D(dx ? nb : 0);
+  ErrorTrap trap;
+  for_each_block(nb, trap, [&](int64_t j) {
+    const int64_t nc = s.clusters(j), Lj = s.block_len(j), k0 = j * s.L;
+    std::vector<T> G(static_cast<size_t>(nc) * M, T(0));
+    const int32_t* ids = s.ids.data() + j * N;
+    detail::scatter_add(G.data(), ids, dY.data(), N, M);
+    if (dw)
+      gemm<T>(true, false, Lj, M, nc, T(1), s.centroids[j].data(), Lj, G.data(), M, T(0), dWm.data() + k0 * M, M);
+    if (dx) {
+      for (int64_t c = 0; c < nc; ++c) {
+        const T count = static_cast<T>(s.counts[j][c]);
+        for (int64_t m = 0; m < M; ++m) G[c * M + m] /= count;
+      }
+      D[j].resize(static_cast<size_t>(nc) * Lj);
+      gemm<T>(false, true, nc, Lj, M, T(1), G.data(), M, s.Wm.data() + k0 * M, M, T(0), D[j].data(), Lj);
+    }
+  });
+  if (dw) detail::matrix_to_weights(g, s.order, dWm.data(), dw);
+  if (!dx) return;
+  const detail::Layout lay = detail::make_layout(g, s.order == Order::HWC);
+  const Blocks bl = make_blocks(g, lay, s.order, s.L);
+  Buffer<T> dpadded;
+  T* dxp = dx;
+  if (!detail::layout_is_input(g, lay)) {
+    dpadded.resize(lay.size());
+    dxp = dpadded.data();
+  }
+  std::memset(dxp, 0, sizeof(T) * lay.size());
+  const int64_t P = g.P();
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(detail::threads_for(g.B)) schedule(static)
+#endif
+  for (int64_t bimg = 0; bimg < g.B; ++bimg) {
+    for (int64_t n = bimg * P; n < (bimg + 1) * P; ++n) {
+      T* base = dxp + detail::row_base(g, lay, n);
+      for (int64_t j = 0; j < nb; ++j) {
+        const int32_t id = s.ids[j * N + n];
+        detail::scatter_add_runs(base, bl.runs[j].data(), bl.runs[j].size(),
+                                 D[j].data() + static_cast<size_t>(id) * bl.len[j]);
+      }
+    }
+  }
+  if (dxp != dx) detail::unpad_output(g, lay, dxp, dx);
+}
+
+template struct ReuseState<float>;
+template struct ReuseState<double>;
+template std::unique_ptr<ReuseState<float>> conv2d_forward_reuse<float>(const ConvGeom&, const ReuseParams<float>&,
+                                                                       const float*, const float*, const float*,
+                                                                       float*);
+template std::unique_ptr<ReuseState<double>> conv2d_forward_reuse<double>(const ConvGeom&,
+                                                                         const ReuseParams<double>&, const double*,
+                                                                         const double*, const double*, double*);
+template void conv2d_backward_reuse<float>(const ReuseState<float>&, const float*, float*, float*, float*);
+template void conv2d_backward_reuse<double>(const ReuseState<double>&, const double*, double*, double*, double*);
+
+}  // namespace pyadr

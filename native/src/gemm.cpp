@@ -1,0 +1,300 @@
+// One GEMM interface for the whole core: C(m x n) = alpha * op(A) * op(B) + beta * C, row-major.
+//
+// Built-in: BLIS-style blocking (KC x NC panels of B packed once per block, MR x KC panels of A
+// packed per thread) around an MR x NR register-blocked micro-kernel written with GCC vector
+// extensions and compiled for AVX-512, AVX2+FMA and a baseline; the CPU picks at run time.
+// It parallelises over row panels with OpenMP only when called outside a parallel region, so
+// kernels may call it from inside their own OpenMP loops (one level of parallelism per phase).
+// BLAS (SciPy's, injected by the Python build) is used only when selected and never inside a
+// parallel region.
+#include <algorithm>
+#include <atomic>
+
+#include "common.hpp"
+
+namespace pyadr {
+namespace {
+
+std::atomic<sgemm_fn> g_sgemm{nullptr};
+std::atomic<dgemm_fn> g_dgemm{nullptr};
+std::atomic<int> g_provider{static_cast<int>(GemmProvider::Builtin)};
+
+constexpr int64_t KC = 256;
+constexpr int64_t NC = 512;
+
+template <class T>
+struct PanelArgs {
+  int64_t i0, i1;       // rows of C this call computes
+  int64_t kc, nc;       // depth of this block, columns of this block
+  const T* A;           // A(i, p) = A[i * rsA + p * csA], already offset to (0, pc)
+  int64_t rsA, csA;
+  const T* Bp;          // packed B block: ceil(nc / NR) panels of (kc x NR)
+  T* C;                 // offset to (0, jc)
+  int64_t ldc;
+  T alpha, beta;
+};
+
+// MR x NR micro-kernel over a packed A panel (kc x MR) and packed B panel (kc x NR).
+template <class T, int MR, int NRV, int VL>
+PYADR_INLINE void micro_kernel(int64_t kc, const T* PYADR_RESTRICT Ap, const T* PYADR_RESTRICT Bp, T* C,
+                               int64_t ldc, T alpha, T beta, int64_t mr, int64_t nr) {
+  typedef T V __attribute__((vector_size(VL * sizeof(T))));
+  constexpr int NR = NRV * VL;
+  V acc[MR][NRV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NRV; ++v) acc[i][v] = V{} ;
+  for (int64_t p = 0; p < kc; ++p) {
+    V bv[NRV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NRV; ++v) std::memcpy(&bv[v], Bp + p * NR + v * VL, sizeof(V));
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const T a = Ap[p * MR + i];
+#pragma GCC unroll 4
+      for (int v = 0; v < NRV; ++v) acc[i][v] += a * bv[v];
+    }
+  }
+  if (mr == MR && nr == NR) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NRV; ++v) {
+        T* c = C + i * ldc + v * VL;
+        V out = alpha * acc[i][v];
+        if (beta != T(0)) {
+          V old;
+          std::memcpy(&old, c, sizeof(V));
+          out += beta * old;
+        }
+        std::memcpy(c, &out, sizeof(V));
+      }
+  } else {
+    T tile[MR * NR];
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NRV; ++v) std::memcpy(tile + i * NR + v * VL, &acc[i][v], sizeof(V));
+    for (int64_t i = 0; i < mr; ++i)
+      for (int64_t j = 0; j < nr; ++j) {
+        T out = alpha * tile[i * NR + j];
+        if (beta != T(0)) out += beta * C[i * ldc + j];
+        C[i * ldc + j] = out;
+      }
+  }
+}
+
+// Rows [i0, i1) of one (pc, jc) block: pack each MR-row panel of A, sweep the NR panels of B.
+template <class T, int MR, int NRV, int VL>
+PYADR_INLINE void row_panels(const PanelArgs<T>& a) {
+  constexpr int NR = NRV * VL;
+  alignas(64) T Ap[KC * MR];
+  for (int64_t i = a.i0; i < a.i1; i += MR) {
+    const int64_t mr = std::min<int64_t>(MR, a.i1 - i);
+    for (int64_t r = 0; r < MR; ++r) {
+      if (r < mr) {
+        const T* src = a.A + (i + r) * a.rsA;
+        for (int64_t p = 0; p < a.kc; ++p) Ap[p * MR + r] = src[p * a.csA];
+      } else {
+        for (int64_t p = 0; p < a.kc; ++p) Ap[p * MR + r] = T(0);
+      }
+    }
+    for (int64_t j = 0; j < a.nc; j += NR) {
+      const int64_t nr = std::min<int64_t>(NR, a.nc - j);
+      micro_kernel<T, MR, NRV, VL>(a.kc, Ap, a.Bp + (j / NR) * a.kc * NR, a.C + i * a.ldc + j, a.ldc,
+                                   a.alpha, a.beta, mr, nr);
+    }
+  }
+}
+
+template <class T>
+struct Kernel {
+  int MR, NR;
+  void (*run)(const PanelArgs<T>&);
+};
+
+#define PYADR_X86_AVX512 "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi2"
+#define PYADR_X86_AVX2 "avx2,fma,bmi2"
+
+#if PYADR_HAVE_DISPATCH
+__attribute__((target(PYADR_X86_AVX512))) void rows_f32_avx512(const PanelArgs<float>& a) {
+  row_panels<float, 12, 2, 16>(a);
+}
+__attribute__((target(PYADR_X86_AVX512))) void rows_f64_avx512(const PanelArgs<double>& a) {
+  row_panels<double, 12, 2, 8>(a);
+}
+__attribute__((target(PYADR_X86_AVX2))) void rows_f32_avx2(const PanelArgs<float>& a) {
+  row_panels<float, 6, 2, 8>(a);
+}
+__attribute__((target(PYADR_X86_AVX2))) void rows_f64_avx2(const PanelArgs<double>& a) {
+  row_panels<double, 6, 2, 4>(a);
+}
+#endif
+void rows_f32_base(const PanelArgs<float>& a) { row_panels<float, 4, 2, 4>(a); }
+void rows_f64_base(const PanelArgs<double>& a) { row_panels<double, 4, 2, 2>(a); }
+
+int detect_level() {
+#if PYADR_HAVE_DISPATCH
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("fma"))
+    return 2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+  return 0;
+}
+
+int level() {
+  static const int lv = detect_level();
+  return lv;
+}
+
+template <class T>
+Kernel<T> kernel();
+template <>
+Kernel<float> kernel<float>() {
+#if PYADR_HAVE_DISPATCH
+  if (level() == 2) return {12, 32, rows_f32_avx512};
+  if (level() == 1) return {6, 16, rows_f32_avx2};
+#endif
+  return {4, 8, rows_f32_base};
+}
+template <>
+Kernel<double> kernel<double>() {
+#if PYADR_HAVE_DISPATCH
+  if (level() == 2) return {12, 16, rows_f64_avx512};
+  if (level() == 1) return {6, 8, rows_f64_avx2};
+#endif
+  return {4, 4, rows_f64_base};
+}
+
+// Packs B(pc:pc+kc, jc:jc+nc) into NR-wide panels, zero-padded. B(p, j) = B[p * rsB + j * csB].
+template <class T>
+void pack_B(const T* B, int64_t rsB, int64_t csB, int64_t kc, int64_t nc, int NR, T* out) {
+  for (int64_t j0 = 0; j0 < nc; j0 += NR) {
+    const int64_t nr = std::min<int64_t>(NR, nc - j0);
+    T* panel = out + (j0 / NR) * kc * NR;
+    if (csB == 1) {
+      for (int64_t p = 0; p < kc; ++p) {
+        const T* src = B + p * rsB + j0;
+        T* dst = panel + p * NR;
+        int64_t j = 0;
+        for (; j < nr; ++j) dst[j] = src[j];
+        for (; j < NR; ++j) dst[j] = T(0);
+      }
+    } else {
+      for (int64_t j = 0; j < NR; ++j) {
+        if (j < nr) {
+          const T* src = B + (j0 + j) * csB;
+          for (int64_t p = 0; p < kc; ++p) panel[p * NR + j] = src[p * rsB];
+        } else {
+          for (int64_t p = 0; p < kc; ++p) panel[p * NR + j] = T(0);
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+void gemm_builtin(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
+                  const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  const Kernel<T> ker = kernel<T>();
+  const int64_t rsA = ta ? 1 : lda, csA = ta ? lda : 1;
+  const int64_t rsB = tb ? 1 : ldb, csB = tb ? ldb : 1;
+  const bool top = !detail::in_parallel();
+  const int64_t panels = (m + ker.MR - 1) / ker.MR;
+  const int nthreads = (top && m * n * k > (int64_t(1) << 18)) ? detail::threads_for(panels) : 1;
+  static thread_local detail::Buffer<T> packed;
+  packed.resize(static_cast<size_t>(KC * (NC + ker.NR)));
+  if (k == 0) {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+    return;
+  }
+  T* Bp = packed.data();
+  for (int64_t jc = 0; jc < n; jc += NC) {
+    const int64_t nc = std::min<int64_t>(NC, n - jc);
+    for (int64_t pc = 0; pc < k; pc += KC) {
+      const int64_t kc = std::min<int64_t>(KC, k - pc);
+      pack_B(B + pc * rsB + jc * csB, rsB, csB, kc, nc, ker.NR, Bp);
+      PanelArgs<T> args{0, m, kc, nc, A + pc * csA, rsA, csA, Bp, C + jc, ldc, alpha,
+                        pc == 0 ? beta : T(1)};
+      if (nthreads == 1) {
+        ker.run(args);
+      } else {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+#endif
+        for (int t = 0; t < nthreads; ++t) {
+          PanelArgs<T> mine = args;
+          mine.i0 = (panels * t / nthreads) * ker.MR;
+          mine.i1 = std::min<int64_t>(m, (panels * (t + 1) / nthreads) * ker.MR);
+          if (mine.i0 < mine.i1) ker.run(mine);
+        }
+      }
+    }
+  }
+}
+
+template <class T, class Fn>
+bool gemm_blas(Fn fn, bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
+               const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  const int64_t lim = 0x7fffffff;
+  if (!fn || detail::in_parallel() || m > lim || n > lim || k > lim || lda > lim || ldb > lim || ldc > lim)
+    return false;
+  // Row-major C = op(A) op(B)  <=>  column-major C^T = op(B)^T op(A)^T.
+  const char tA = tb ? 'T' : 'N', tB = ta ? 'T' : 'N';
+  const int M = static_cast<int>(n), N = static_cast<int>(m), Kk = static_cast<int>(k);
+  const int LDA = static_cast<int>(std::max<int64_t>(ldb, 1)), LDB = static_cast<int>(std::max<int64_t>(lda, 1));
+  const int LDC = static_cast<int>(std::max<int64_t>(ldc, 1));
+  fn(&tA, &tB, &M, &N, &Kk, &alpha, B, &LDA, A, &LDB, &beta, C, &LDC);
+  return true;
+}
+
+}  // namespace
+
+template <>
+void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda,
+                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (gemm_provider() == GemmProvider::Blas && k > 0 &&
+      gemm_blas(g_sgemm.load(), ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc))
+    return;
+  gemm_builtin(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+template <>
+void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* A,
+                  int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (gemm_provider() == GemmProvider::Blas && k > 0 &&
+      gemm_blas(g_dgemm.load(), ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc))
+    return;
+  gemm_builtin(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void set_blas(sgemm_fn s, dgemm_fn d) {
+  g_sgemm.store(s);
+  g_dgemm.store(d);
+  if (!s || !d) g_provider.store(static_cast<int>(GemmProvider::Builtin));
+}
+
+bool blas_available() { return g_sgemm.load() != nullptr && g_dgemm.load() != nullptr; }
+
+void set_gemm_provider(GemmProvider p) {
+  if (p == GemmProvider::Blas && !blas_available())
+    throw Error("gemm provider 'blas' requested but no BLAS was injected (is SciPy installed?)");
+  g_provider.store(static_cast<int>(p));
+}
+
+GemmProvider gemm_provider() { return static_cast<GemmProvider>(g_provider.load()); }
+
+const char* simd_level() {
+  switch (level()) {
+    case 2: return "avx512";
+    case 1: return "avx2";
+    default: return "baseline";
+  }
+}
+
+}  // namespace pyadr

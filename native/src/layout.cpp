@@ -1,0 +1,178 @@
+// Padded layouts, column runs and NCHW row stores: the im2col machinery without the matrix.
+#include "layout.hpp"
+
+#include <string>
+
+namespace pyadr {
+
+void ConvGeom::validate() {
+  auto need = [](bool ok, const std::string& msg) {
+    if (!ok) throw Error(msg);
+  };
+  need(B >= 1, "x: batch size must be >= 1, got " + std::to_string(B));
+  need(C >= 1 && H >= 1 && W >= 1, "x: channels, height and width must be >= 1");
+  need(M >= 1, "w: out_channels must be >= 1, got " + std::to_string(M));
+  need(kh >= 1 && kw >= 1, "w: kernel size must be >= 1");
+  need(sh >= 1 && sw >= 1, "stride must be >= 1, got (" + std::to_string(sh) + ", " + std::to_string(sw) + ")");
+  need(ph >= 0 && pw >= 0, "padding must be >= 0, got (" + std::to_string(ph) + ", " + std::to_string(pw) + ")");
+  need(dh >= 1 && dw >= 1, "dilation must be >= 1, got (" + std::to_string(dh) + ", " + std::to_string(dw) + ")");
+  const int64_t eh = dh * (kh - 1) + 1, ew = dw * (kw - 1) + 1;
+  need(eh <= H + 2 * ph && ew <= W + 2 * pw,
+       "w: kernel (" + std::to_string(eh) + "x" + std::to_string(ew) + " with dilation) is larger than the padded input (" +
+           std::to_string(H + 2 * ph) + "x" + std::to_string(W + 2 * pw) + ")");
+  OH = (H + 2 * ph - eh) / sh + 1;
+  OW = (W + 2 * pw - ew) / sw + 1;
+  const double total = double(B) * OH * OW * double(C) * kh * kw;
+  need(total < 9.0e18, "convolution is too large");
+}
+
+namespace detail {
+
+Layout make_layout(const ConvGeom& g, bool nhwc) {
+  Layout l;
+  l.nhwc = nhwc;
+  l.B = g.B;
+  l.C = g.C;
+  l.Hp = g.H + 2 * g.ph;
+  l.Wp = g.W + 2 * g.pw;
+  if (nhwc) {
+    l.sC = 1;
+    l.sW = g.C;
+    l.sH = l.Wp * g.C;
+  } else {
+    l.sW = 1;
+    l.sH = l.Wp;
+    l.sC = l.Hp * l.Wp;
+  }
+  l.sB = g.C * l.Hp * l.Wp;
+  return l;
+}
+
+int64_t column_offset(const ConvGeom& g, const Layout& l, Order order, int64_t k) {
+  int64_t c, i, j;
+  if (order == Order::HWC) {
+    c = k % g.C;
+    const int64_t q = k / g.C;
+    i = q / g.kw;
+    j = q % g.kw;
+  } else {
+    j = k % g.kw;
+    const int64_t q = k / g.kw;
+    i = q % g.kh;
+    c = q / g.kh;
+  }
+  return c * l.sC + i * g.dh * l.sH + j * g.dw * l.sW;
+}
+
+std::vector<Run> column_runs(const ConvGeom& g, const Layout& l, Order order, int64_t k0, int64_t k1) {
+  std::vector<Run> runs;
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t off = column_offset(g, l, order, k);
+    if (!runs.empty() && runs.back().src + runs.back().len == off) {
+      ++runs.back().len;
+    } else {
+      runs.push_back(Run{off, static_cast<int32_t>(k - k0), 1});
+    }
+  }
+  return runs;
+}
+
+bool layout_is_input(const ConvGeom& g, const Layout& l) {
+  if (g.ph != 0 || g.pw != 0) return false;
+  return !l.nhwc || g.C == 1 || (g.H == 1 && g.W == 1);
+}
+
+template <class T>
+void pad_input(const ConvGeom& g, const Layout& l, const T* x, T* xp) {
+  const int64_t HW = g.H * g.W;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads_for(g.B)) schedule(static)
+#endif
+  for (int64_t b = 0; b < g.B; ++b) {
+    T* dst = xp + b * l.sB;
+    const T* src = x + b * g.C * HW;
+    if (l.nhwc) {
+      std::memset(dst, 0, sizeof(T) * l.sB);
+      for (int64_t h = 0; h < g.H; ++h)
+        for (int64_t c = 0; c < g.C; ++c) {
+          const T* s = src + c * HW + h * g.W;
+          T* d = dst + (h + g.ph) * l.sH + g.pw * l.sW + c;
+          for (int64_t w = 0; w < g.W; ++w) d[w * g.C] = s[w];
+        }
+    } else {
+      std::memset(dst, 0, sizeof(T) * l.sB);
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t h = 0; h < g.H; ++h)
+          std::memcpy(dst + c * l.sC + (h + g.ph) * l.sH + g.pw, src + c * HW + h * g.W, sizeof(T) * g.W);
+    }
+  }
+}
+
+template <class T>
+void unpad_output(const ConvGeom& g, const Layout& l, const T* dxp, T* dx) {
+  const int64_t HW = g.H * g.W;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads_for(g.B)) schedule(static)
+#endif
+  for (int64_t b = 0; b < g.B; ++b) {
+    const T* src = dxp + b * l.sB;
+    T* dst = dx + b * g.C * HW;
+    if (l.nhwc) {
+      for (int64_t h = 0; h < g.H; ++h)
+        for (int64_t c = 0; c < g.C; ++c) {
+          const T* s = src + (h + g.ph) * l.sH + g.pw * l.sW + c;
+          T* d = dst + c * HW + h * g.W;
+          for (int64_t w = 0; w < g.W; ++w) d[w] = s[w * g.C];
+        }
+    } else {
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t h = 0; h < g.H; ++h)
+          std::memcpy(dst + c * HW + h * g.W, src + c * l.sC + (h + g.ph) * l.sH + g.pw, sizeof(T) * g.W);
+    }
+  }
+}
+
+template <class T>
+void store_rows_nchw(const ConvGeom& g, int64_t n0, int64_t R, const T* rows, const T* bias, T* y) {
+  const int64_t P = g.P(), M = g.M;
+  int64_t n = n0;
+  while (n < n0 + R) {
+    const int64_t b = n / P, pos = n % P;
+    const int64_t len = std::min(n0 + R - n, P - pos);
+    const T* src = rows + (n - n0) * M;
+    for (int64_t m = 0; m < M; ++m) {
+      T* d = y + (b * M + m) * P + pos;
+      const T bm = bias ? bias[m] : T(0);
+      for (int64_t r = 0; r < len; ++r) d[r] = src[r * M + m] + bm;
+    }
+    n += len;
+  }
+}
+
+template <class T>
+void load_rows_nchw(const ConvGeom& g, int64_t n0, int64_t R, const T* dy, T* rows) {
+  const int64_t P = g.P(), M = g.M;
+  int64_t n = n0;
+  while (n < n0 + R) {
+    const int64_t b = n / P, pos = n % P;
+    const int64_t len = std::min(n0 + R - n, P - pos);
+    T* dst = rows + (n - n0) * M;
+    for (int64_t m = 0; m < M; ++m) {
+      const T* s = dy + (b * M + m) * P + pos;
+      for (int64_t r = 0; r < len; ++r) dst[r * M + m] = s[r];
+    }
+    n += len;
+  }
+}
+
+#define PYADR_INSTANTIATE(T)                                                                    \
+  template void pad_input<T>(const ConvGeom&, const Layout&, const T*, T*);                   \
+  template void unpad_output<T>(const ConvGeom&, const Layout&, const T*, T*);                \
+  template void store_rows_nchw<T>(const ConvGeom&, int64_t, int64_t, const T*, const T*, T*); \
+  template void load_rows_nchw<T>(const ConvGeom&, int64_t, int64_t, const T*, T*);
+PYADR_INSTANTIATE(float)
+PYADR_INSTANTIATE(double)
+#undef PYADR_INSTANTIATE
+
+}  // namespace detail
+}  // namespace pyadr

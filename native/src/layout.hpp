@@ -1,0 +1,77 @@
+// Padded input layouts and the column-offset "runs" that replace an explicit im2col matrix.
+//
+// A padded copy xp of x is NHWC (B, Hp, Wp, C) or NCHW (B, C, Hp, Wp). Row n = (b, oh, ow) of the
+// virtual im2col matrix starts at row_base(n); its ordered column k sits at row_base(n) + off(k).
+// Consecutive columns whose offsets are consecutive form a Run, copied with one memcpy.
+#pragma once
+
+#include <vector>
+
+#include "common.hpp"
+
+namespace pyadr {
+namespace detail {
+
+struct Run {
+  int64_t src;   // offset from the row base in xp
+  int32_t dst;   // position inside the gathered segment
+  int32_t len;
+};
+
+struct Layout {
+  bool nhwc = true;
+  int64_t B = 0, C = 0, Hp = 0, Wp = 0;
+  int64_t sB = 0, sC = 0, sH = 0, sW = 0;
+  int64_t size() const { return B * C * Hp * Wp; }
+};
+
+Layout make_layout(const ConvGeom& g, bool nhwc);
+
+// Offset of ordered column k (order HWC: k = (i*kw + j)*C + c; CHW: k = (c*kh + i)*kw + j).
+int64_t column_offset(const ConvGeom& g, const Layout& l, Order order, int64_t k);
+// Runs covering ordered columns [k0, k1).
+std::vector<Run> column_runs(const ConvGeom& g, const Layout& l, Order order, int64_t k0, int64_t k1);
+
+inline int64_t row_base(const ConvGeom& g, const Layout& l, int64_t n) {
+  const int64_t P = g.P();
+  const int64_t b = n / P, r = n % P, oh = r / g.OW, ow = r % g.OW;
+  return b * l.sB + oh * g.sh * l.sH + ow * g.sw * l.sW;
+}
+
+// True when x itself already has layout l (no padding, same memory order): no copy needed.
+bool layout_is_input(const ConvGeom& g, const Layout& l);
+// xp <- x with zero padding (parallel over images).
+template <class T>
+void pad_input(const ConvGeom& g, const Layout& l, const T* x, T* xp);
+// dx <- interior of dxp (the adjoint of pad_input): dx is NCHW (B, C, H, W).
+template <class T>
+void unpad_output(const ConvGeom& g, const Layout& l, const T* dxp, T* dx);
+
+template <class T>
+PYADR_INLINE void gather_runs(const T* base, const Run* runs, size_t nruns, T* PYADR_RESTRICT out) {
+  for (size_t r = 0; r < nruns; ++r) {
+    const Run& u = runs[r];
+    if (u.len == 1) out[u.dst] = base[u.src];
+    else std::memcpy(out + u.dst, base + u.src, sizeof(T) * static_cast<size_t>(u.len));
+  }
+}
+
+template <class T>
+PYADR_INLINE void scatter_add_runs(T* base, const Run* runs, size_t nruns, const T* PYADR_RESTRICT in) {
+  for (size_t r = 0; r < nruns; ++r) {
+    const Run& u = runs[r];
+    T* PYADR_RESTRICT d = base + u.src;
+    const T* s = in + u.dst;
+    for (int32_t t = 0; t < u.len; ++t) d[t] += s[t];
+  }
+}
+
+// y (B, M, P) NCHW <- rows [n0, n0 + R) given row-major (R, M) plus bias.
+template <class T>
+void store_rows_nchw(const ConvGeom& g, int64_t n0, int64_t R, const T* rows, const T* bias, T* y);
+// rows (R, M) <- dy (B, M, P) rows [n0, n0 + R).
+template <class T>
+void load_rows_nchw(const ConvGeom& g, int64_t n0, int64_t R, const T* dy, T* rows);
+
+}  // namespace detail
+}  // namespace pyadr

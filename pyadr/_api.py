@@ -1,0 +1,178 @@
+"""Public functions: argument checks, then the native CPU engine (pyadr._native).
+
+Every check happens here, before any native call, so that bad input raises TypeError/ValueError
+naming the argument; the binding only converts pointers and releases the GIL.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._config import ReuseConfig
+from ._context import Conv2dContext, ReuseStats
+
+_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
+_ORDER = {"hwc": 0, "chw": 1}
+_HASH = {"sign": 0, "l2": 1}
+_SCOPE = {"batch": 0, "input": 1}
+
+
+def _native():
+    from . import _native as nat  # imported on first use: keeps `import pyadr` light
+    from ._blas import ensure_injected
+    ensure_injected(nat)
+    return nat
+
+
+def _array(a, name, ndim):
+    if not isinstance(a, np.ndarray):
+        mod = type(a).__module__.split(".")[0]
+        if mod == "cupy":
+            raise TypeError(f"{name} is a CuPy array: the GPU backend is not available in this build of pyadr")
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in _DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def _pair(v, name, minimum):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+        vals = tuple(v)
+    else:
+        vals = (v, v)
+    for e in vals:
+        if isinstance(e, bool) or not isinstance(e, numbers.Integral):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+        if e < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {v!r}")
+    return int(vals[0]), int(vals[1])
+
+
+def _check_reuse(reuse):
+    if reuse is not None and not isinstance(reuse, ReuseConfig):
+        raise TypeError(f"reuse must be a pyadr.ReuseConfig or None, got {type(reuse).__name__}")
+
+
+def _conv_forward(x, w, b, stride, padding, dilation, reuse, kind):
+    dtype = x.dtype
+    if w.dtype != dtype:
+        raise TypeError(f"w must have the dtype of x ({dtype}), got {w.dtype}")
+    B, C, H, W = x.shape
+    M, Cw, kh, kw = w.shape
+    if Cw != C:
+        raise ValueError(f"w must have shape (out_channels, {C}, kh, kw) to match x's {C} channels, "
+                         f"got {w.shape}")
+    if b is not None:
+        b = _array(b, "b", 1)
+        if b.dtype != dtype:
+            raise TypeError(f"b must have the dtype of x ({dtype}), got {b.dtype}")
+        if b.shape != (M,):
+            raise ValueError(f"b must have shape ({M},), got {b.shape}")
+    sh, sw = _pair(stride, "stride", 1)
+    ph, pw = _pair(padding, "padding", 0)
+    dh, dw = _pair(dilation, "dilation", 1)
+    _check_reuse(reuse)
+    geom = (B, C, H, W, M, kh, kw, sh, sw, ph, pw, dh, dw)
+    nat = _native()
+    OH, OW = nat.output_shape(geom)
+    y = np.empty((B, M, OH, OW), dtype=dtype)
+    ctx = Conv2dContext(kind, geom, dtype, (B, M, OH, OW), b is not None, reuse)
+    code = _DTYPES[dtype]
+    if reuse is None:
+        nat.conv_forward_exact(code, geom, x, w, b, y)
+        ctx._x, ctx._w = x, w
+        return y, ctx
+    K = C * kh * kw
+    planes, offsets, width = reuse.resolve(K, x=x)
+    planes = np.ascontiguousarray(planes, dtype=dtype)
+    offsets = None if offsets is None else np.ascontiguousarray(offsets, dtype=dtype)
+    state = nat.conv_forward_reuse(code, geom, reuse.L, reuse.H, _ORDER[reuse.order], _HASH[reuse.hash],
+                                   _SCOPE[reuse.scope], planes, offsets, 1.0 if width is None else width,
+                                   x, w, b, y)
+    ctx._state = state
+    ctx.planes, ctx.offsets, ctx.width = planes, offsets, width
+    ctx.stats = ReuseStats(rc=state.rc, clusters=np.asarray(state.clusters(), dtype=np.int64),
+                           rows=state.rows, L=reuse.L, nbytes=state.nbytes)
+    return y, ctx
+
+
+def _conv_backward(dy, ctx, kind, fn_name):
+    if not isinstance(ctx, Conv2dContext) or ctx.kind != kind:
+        raise TypeError(f"ctx must be the context returned by pyadr.{fn_name}, got {type(ctx).__name__}"
+                        + (f" of a {ctx.kind} call" if isinstance(ctx, Conv2dContext) else ""))
+    if dy.dtype != ctx.dtype:
+        raise TypeError(f"dy must have the dtype of the forward call ({ctx.dtype}), got {dy.dtype}")
+    if dy.shape != ctx.y_shape:
+        raise ValueError(f"dy must have the shape of the forward output {ctx.y_shape}, got {dy.shape}; "
+                         f"is ctx from another call?")
+    B, C, H, W, M, kh, kw = ctx.geom[:7]
+    dx = np.empty((B, C, H, W), dtype=ctx.dtype)
+    dw = np.empty((M, C, kh, kw), dtype=ctx.dtype)
+    db = np.empty((M,), dtype=ctx.dtype) if ctx.has_bias else None
+    nat = _native()
+    code = _DTYPES[ctx.dtype]
+    if ctx._state is None:
+        nat.conv_backward_exact(code, ctx.geom, ctx._x, ctx._w, dy, dx, dw, db)
+    else:
+        ctx._state.backward(dy, dx, dw, db)
+    return dx, dw, db
+
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, reuse=None):
+    """2-D convolution, exact (reuse=None) or with deep reuse (reuse=ReuseConfig(...)).
+
+    x (B, C, H, W), w (M, C, kh, kw), b (M,) or None; float32 or float64, NumPy arrays.
+    stride, padding, dilation: int or (h, w). Returns y (B, M, OH, OW) and a context for
+    conv2d_backward; with reuse, ctx.stats.rc is the remaining ratio and ctx.planes (ctx.offsets,
+    ctx.width for hash="l2") the hashing parameters used.
+    """
+    x = _array(x, "x", 4)
+    w = _array(w, "w", 4)
+    return _conv_forward(x, w, b, stride, padding, dilation, reuse, "conv2d")
+
+
+def conv2d_backward(dy, ctx):
+    """Gradients (dx, dw, db) of conv2d_forward for upstream gradient dy (B, M, OH, OW).
+
+    With reuse this is the exact derivative of the reuse forward with its clusters held fixed.
+    db is None when the forward had no bias.
+    """
+    dy = _array(dy, "dy", 4)
+    return _conv_backward(dy, ctx, "conv2d", "conv2d_forward")
+
+
+def linear_forward(x, w, b=None, reuse=None):
+    """Fully connected layer y = x w^T + b; x (B, in), w (out, in); rows (samples) are clustered."""
+    x = _array(x, "x", 2)
+    w = _array(w, "w", 2)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"w must have shape (out_features, {x.shape[1]}) to match x, got {w.shape}")
+    y, ctx = _conv_forward(x[:, :, None, None], w[:, :, None, None], b, 1, 0, 1, reuse, "linear")
+    return y[:, :, 0, 0], ctx
+
+
+def linear_backward(dy, ctx):
+    """Gradients (dx (B, in), dw (out, in), db (out,) or None) of linear_forward."""
+    dy = _array(dy, "dy", 2)
+    dx, dw, db = _conv_backward(dy[:, :, None, None], ctx, "linear", "linear_forward")
+    return dx[:, :, 0, 0], dw[:, :, 0, 0], db
+
+
+def set_num_threads(n):
+    """Threads of the native engine (default: OpenMP's, which honours OMP_NUM_THREADS)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _native().set_threads(int(n))
+
+
+def get_num_threads():
+    return _native().get_threads()

@@ -1,0 +1,193 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Thin binding over the C++ core: pointers and shapes in, C++ errors out as Python exceptions.
+
+Arguments are validated by pyadr._api (shapes, dtypes, contiguity); this layer only converts
+addresses, releases the GIL around native work and owns the reuse state of a forward call.
+"""
+from libc.stdint cimport int32_t, int64_t, uintptr_t
+from libcpp cimport bool as cbool
+from libcpp.string cimport string
+
+
+cdef extern from "pyadr/core.hpp" namespace "pyadr":
+    cdef cppclass ConvGeom:
+        int64_t B, C, H, W, M, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW
+        void validate() except +
+    void set_num_threads(int n) except +
+    int num_threads()
+    cbool openmp_enabled()
+    const char* simd_level()
+    const char* version()
+    cbool blas_available()
+
+
+cdef extern from "_native_shim.hpp" namespace "pyadr_shim":
+    cdef cppclass State:
+        int dtype
+        int64_t nblocks()
+        int64_t rows()
+        int64_t clusters(int64_t j)
+        int64_t block_len(int64_t j)
+        double rc()
+        size_t bytes()
+        void copy_ids(int32_t* out)
+        void copy_counts(int64_t j, int32_t* out)
+        void copy_centroids(int64_t j, void* out)
+    void forward_exact(int dtype, const ConvGeom& g, const void* x, const void* w, const void* b,
+                       void* y) except + nogil
+    void backward_exact(int dtype, const ConvGeom& g, const void* x, const void* w, const void* dy,
+                        void* dx, void* dw, void* db) except + nogil
+    State* forward_reuse(int dtype, const ConvGeom& g, int L, int H, int order, int hash, int scope,
+                         const void* planes, const void* offsets, double width, const void* x,
+                         const void* w, const void* b, void* y) except + nogil
+    void backward_reuse(const State& s, const void* dy, void* dx, void* dw, void* db) except + nogil
+    void c_set_blas "pyadr_shim::set_blas"(uintptr_t s, uintptr_t d)
+    void c_set_gemm_provider "pyadr_shim::set_gemm_provider"(int p) except +
+    int c_gemm_provider "pyadr_shim::gemm_provider"()
+    void c_gemm "pyadr_shim::gemm"(int dtype, cbool ta, cbool tb, int64_t m, int64_t n, int64_t k,
+                                   double alpha, const void* A, int64_t lda, const void* B,
+                                   int64_t ldb, double beta, void* C, int64_t ldc) except + nogil
+
+
+cdef inline void* _ptr(object a):
+    if a is None:
+        return NULL
+    return <void*><uintptr_t>a.__array_interface__["data"][0]
+
+
+cdef ConvGeom _geom(tuple g) except *:
+    cdef ConvGeom c
+    (c.B, c.C, c.H, c.W, c.M, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw) = g
+    c.validate()
+    return c
+
+
+def output_shape(tuple g):
+    """(OH, OW) of a geometry tuple (B, C, H, W, M, kh, kw, sh, sw, ph, pw, dh, dw); validates."""
+    cdef ConvGeom c = _geom(g)
+    return c.OH, c.OW
+
+
+def conv_forward_exact(int dtype, tuple g, x, w, b, y):
+    cdef ConvGeom c = _geom(g)
+    cdef void* px = _ptr(x)
+    cdef void* pw = _ptr(w)
+    cdef void* pb = _ptr(b)
+    cdef void* py = _ptr(y)
+    with nogil:
+        forward_exact(dtype, c, px, pw, pb, py)
+
+
+def conv_backward_exact(int dtype, tuple g, x, w, dy, dx, dw, db):
+    cdef ConvGeom c = _geom(g)
+    cdef void* px = _ptr(x)
+    cdef void* pw = _ptr(w)
+    cdef void* pdy = _ptr(dy)
+    cdef void* pdx = _ptr(dx)
+    cdef void* pdw = _ptr(dw)
+    cdef void* pdb = _ptr(db)
+    with nogil:
+        backward_exact(dtype, c, px, pw, pdy, pdx, pdw, pdb)
+
+
+cdef class ReuseState:
+    """Native state of one reuse forward: cluster ids, counts, centroids and weights."""
+    cdef State* s
+
+    def __dealloc__(self):
+        del self.s
+
+    @property
+    def nblocks(self):
+        return self.s.nblocks()
+
+    @property
+    def rows(self):
+        return self.s.rows()
+
+    @property
+    def rc(self):
+        return self.s.rc()
+
+    @property
+    def nbytes(self):
+        return self.s.bytes()
+
+    def clusters(self):
+        return [self.s.clusters(j) for j in range(self.s.nblocks())]
+
+    def ids_into(self, out):
+        """Copies the (nblocks, N) int32 cluster ids into `out` (C-contiguous int32)."""
+        self.s.copy_ids(<int32_t*>_ptr(out))
+
+    def counts_into(self, int64_t j, out):
+        self.s.copy_counts(j, <int32_t*>_ptr(out))
+
+    def centroids_into(self, int64_t j, out):
+        self.s.copy_centroids(j, _ptr(out))
+
+    def block_len(self, int64_t j):
+        return self.s.block_len(j)
+
+    def backward(self, dy, dx, dw, db):
+        cdef void* pdy = _ptr(dy)
+        cdef void* pdx = _ptr(dx)
+        cdef void* pdw = _ptr(dw)
+        cdef void* pdb = _ptr(db)
+        with nogil:
+            backward_reuse(self.s[0], pdy, pdx, pdw, pdb)
+
+
+def conv_forward_reuse(int dtype, tuple g, int L, int H, int order, int hash, int scope, planes, offsets,
+                       double width, x, w, b, y):
+    cdef ConvGeom c = _geom(g)
+    cdef void* pp = _ptr(planes)
+    cdef void* po = _ptr(offsets)
+    cdef void* px = _ptr(x)
+    cdef void* pw = _ptr(w)
+    cdef void* pb = _ptr(b)
+    cdef void* py = _ptr(y)
+    cdef State* st
+    with nogil:
+        st = forward_reuse(dtype, c, L, H, order, hash, scope, pp, po, width, px, pw, pb, py)
+    cdef ReuseState out = ReuseState.__new__(ReuseState)
+    out.s = st
+    return out
+
+
+def gemm(int dtype, cbool ta, cbool tb, int64_t m, int64_t n, int64_t k, double alpha, A, int64_t lda, B,
+         int64_t ldb, double beta, C, int64_t ldc):
+    """C = alpha op(A) op(B) + beta C through the core's GEMM interface (row-major)."""
+    cdef void* pa = _ptr(A)
+    cdef void* pb = _ptr(B)
+    cdef void* pc = _ptr(C)
+    with nogil:
+        c_gemm(dtype, ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc)
+
+
+def set_threads(int n):
+    set_num_threads(n)
+
+
+def get_threads():
+    return num_threads()
+
+
+def set_blas(uintptr_t sgemm_addr, uintptr_t dgemm_addr):
+    c_set_blas(sgemm_addr, dgemm_addr)
+
+
+def has_blas():
+    return blas_available()
+
+
+def set_provider(int p):
+    c_set_gemm_provider(p)
+
+
+def get_provider():
+    return c_gemm_provider()
+
+
+def info():
+    return {"openmp": bool(openmp_enabled()), "simd": simd_level().decode(), "version": version().decode()}

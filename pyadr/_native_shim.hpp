@@ -1,0 +1,107 @@
+// Glue between the Cython binding and the C++ core: integer enums, type-erased reuse state.
+#pragma once
+
+#include <memory>
+
+#include "pyadr/core.hpp"
+
+namespace pyadr_shim {
+
+using pyadr::ConvGeom;
+
+struct State {
+  int dtype = 0;  // 0: float32, 1: float64
+  std::unique_ptr<pyadr::ReuseState<float>> f;
+  std::unique_ptr<pyadr::ReuseState<double>> d;
+
+  int64_t nblocks() const { return f ? f->nblocks : d->nblocks; }
+  int64_t rows() const { return f ? f->g.N() : d->g.N(); }
+  int64_t clusters(int64_t j) const { return f ? f->clusters(j) : d->clusters(j); }
+  int64_t block_len(int64_t j) const { return f ? f->block_len(j) : d->block_len(j); }
+  double rc() const { return f ? f->remaining_ratio() : d->remaining_ratio(); }
+  size_t bytes() const { return f ? f->bytes() : d->bytes(); }
+  void copy_ids(int32_t* out) const {
+    const auto& v = f ? f->ids : d->ids;
+    std::copy(v.begin(), v.end(), out);
+  }
+  void copy_counts(int64_t j, int32_t* out) const {
+    const auto& v = f ? f->counts[j] : d->counts[j];
+    std::copy(v.begin(), v.end(), out);
+  }
+  // out: (clusters(j), block_len(j)) of this state's dtype.
+  void copy_centroids(int64_t j, void* out) const {
+    if (f) std::copy(f->centroids[j].begin(), f->centroids[j].end(), static_cast<float*>(out));
+    else std::copy(d->centroids[j].begin(), d->centroids[j].end(), static_cast<double*>(out));
+  }
+};
+
+template <class T>
+pyadr::ReuseParams<T> params(int L, int H, int order, int hash, int scope, const void* planes,
+                             const void* offsets, double width) {
+  pyadr::ReuseParams<T> p;
+  p.L = L;
+  p.H = H;
+  p.order = static_cast<pyadr::Order>(order);
+  p.hash = static_cast<pyadr::HashKind>(hash);
+  p.scope = static_cast<pyadr::Scope>(scope);
+  p.planes = static_cast<const T*>(planes);
+  p.offsets = static_cast<const T*>(offsets);
+  p.width = static_cast<T>(width);
+  return p;
+}
+
+inline void forward_exact(int dtype, const ConvGeom& g, const void* x, const void* w, const void* b, void* y) {
+  if (dtype == 0)
+    pyadr::conv2d_forward_exact<float>(g, (const float*)x, (const float*)w, (const float*)b, (float*)y);
+  else
+    pyadr::conv2d_forward_exact<double>(g, (const double*)x, (const double*)w, (const double*)b, (double*)y);
+}
+
+inline void backward_exact(int dtype, const ConvGeom& g, const void* x, const void* w, const void* dy, void* dx,
+                           void* dw, void* db) {
+  if (dtype == 0)
+    pyadr::conv2d_backward_exact<float>(g, (const float*)x, (const float*)w, (const float*)dy, (float*)dx,
+                                        (float*)dw, (float*)db);
+  else
+    pyadr::conv2d_backward_exact<double>(g, (const double*)x, (const double*)w, (const double*)dy, (double*)dx,
+                                         (double*)dw, (double*)db);
+}
+
+inline State* forward_reuse(int dtype, const ConvGeom& g, int L, int H, int order, int hash, int scope,
+                            const void* planes, const void* offsets, double width, const void* x, const void* w,
+                            const void* b, void* y) {
+  std::unique_ptr<State> s(new State());
+  s->dtype = dtype;
+  if (dtype == 0)
+    s->f = pyadr::conv2d_forward_reuse<float>(g, params<float>(L, H, order, hash, scope, planes, offsets, width),
+                                              (const float*)x, (const float*)w, (const float*)b, (float*)y);
+  else
+    s->d = pyadr::conv2d_forward_reuse<double>(g, params<double>(L, H, order, hash, scope, planes, offsets, width),
+                                               (const double*)x, (const double*)w, (const double*)b, (double*)y);
+  return s.release();
+}
+
+inline void backward_reuse(const State& s, const void* dy, void* dx, void* dw, void* db) {
+  if (s.f)
+    pyadr::conv2d_backward_reuse<float>(*s.f, (const float*)dy, (float*)dx, (float*)dw, (float*)db);
+  else
+    pyadr::conv2d_backward_reuse<double>(*s.d, (const double*)dy, (double*)dx, (double*)dw, (double*)db);
+}
+
+inline void set_blas(uintptr_t s, uintptr_t d) {
+  pyadr::set_blas(reinterpret_cast<pyadr::sgemm_fn>(s), reinterpret_cast<pyadr::dgemm_fn>(d));
+}
+inline void set_gemm_provider(int p) { pyadr::set_gemm_provider(static_cast<pyadr::GemmProvider>(p)); }
+inline int gemm_provider() { return static_cast<int>(pyadr::gemm_provider()); }
+
+inline void gemm(int dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const void* A,
+                 int64_t lda, const void* B, int64_t ldb, double beta, void* C, int64_t ldc) {
+  if (dtype == 0)
+    pyadr::gemm<float>(ta, tb, m, n, k, (float)alpha, (const float*)A, lda, (const float*)B, ldb, (float)beta,
+                       (float*)C, ldc);
+  else
+    pyadr::gemm<double>(ta, tb, m, n, k, alpha, (const double*)A, lda, (const double*)B, ldb, beta, (double*)C,
+                        ldc);
+}
+
+}  // namespace pyadr_shim
