@@ -29,11 +29,12 @@ inline uint64_t tuple_digest(const int64_t* q, int H) {
 
 class ClusterTable {
  public:
-  // rows: most keys inserted between two clear() calls; H: hash bits; tuple_len: 0 for keys,
-  // H for l2 tuples.
-  void reset(int64_t rows, int H, int tuple_len) {
+  // rows: most keys inserted between two clear() calls; key_bits: keys are < 2^key_bits;
+  // tuple_len: 0 for plain keys, H for l2 tuples (keys are then digests).
+  void reset(int64_t rows, int key_bits, int tuple_len) {
     tuple_len_ = tuple_len;
     tuples_.clear();
+    const int H = key_bits;
     dense_ = tuple_len == 0 && H <= 16 && (int64_t(1) << H) <= 8 * rows + 1024;
     if (dense_) {
       if (dense_ids_.size() != (size_t(1) << H)) dense_ids_.assign(size_t(1) << H, -1);

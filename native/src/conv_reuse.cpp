@@ -117,13 +117,15 @@ PixelKeys<T> pixel_keys(const T* xp, int64_t count, int L, const ReuseParams<T>&
 #endif
   {
     Buffer<T> proj(kTileRows * HB);
+    const T* rows[kTileRows];
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t t = 0; t < ntiles; ++t) {
       const int64_t r0 = t * kTileRows, len = std::min(kTileRows, count - r0);
       try {
-        detail::lsh_project(xp + r0 * L, len, L, L, Pp, HB, proj.data());
+        for (int64_t r = 0; r < len; ++r) rows[r] = xp + (r0 + r) * L;
+        detail::lsh_project(rows, len, L, Pp, HB, proj.data());
         if (p.hash == HashKind::Sign)
           detail::lsh_sign_keys(proj.data(), len, HB, p.H, keys.sign.data() + r0);
         else
@@ -197,22 +199,35 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
   const int64_t group_rows = p.scope == Scope::Batch ? N : P;
   const bool l2 = p.hash == HashKind::L2;
   ErrorTrap trap;
-  for_each_block(nb, trap, [&](int64_t j) {
+  // One block: hash, group and sum its sub-vectors. l2 keys are packed into 64 bits when every
+  // quantised value fits (64/H bits each); a block that overflows is redone with full tuples.
+  auto group_block = [&](int64_t j, bool tuples) -> bool {
     const int64_t Lj = bl.len[j];
     const std::vector<Run>& runs = bl.runs[j];
     detail::ClusterTable table;
-    table.reset(group_rows, H, l2 ? H : 0);
+    table.reset(group_rows, l2 ? 64 : H, tuples ? H : 0);
     Buffer<T> S(kTileRows * Lj), proj(kTileRows * HB);
+    const T* rowp[kTileRows];
+    const bool one_run = runs.size() == 1;  // sub-vectors used in place, no gather
     std::vector<uint64_t> keys(kTileRows);
     std::vector<int64_t> q(l2 ? kTileRows * H : 0);
     std::vector<T>& cent = st->centroids[j];
     std::vector<int32_t>& cnt = st->counts[j];
+    cent.clear();
+    cnt.clear();
     int32_t* ids = st->ids.data() + j * N;
     int32_t nc = 0;
     for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
       const int64_t len = std::min(kTileRows, N - n0);
-      for (int64_t r = 0; r < len; ++r)
-        detail::gather_runs(xp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(), S.data() + r * Lj);
+      for (int64_t r = 0; r < len; ++r) {
+        const T* base = xp + detail::row_base(g, lay, n0 + r);
+        if (one_run) {
+          rowp[r] = base + runs[0].src;
+        } else {
+          detail::gather_runs(base, runs.data(), runs.size(), S.data() + r * Lj);
+          rowp[r] = S.data() + r * Lj;
+        }
+      }
       if (pixel_path) {
         for (int64_t r = 0; r < len; ++r) {
           const int64_t slice = (detail::row_base(g, lay, n0 + r) + runs[0].src) / L;
@@ -220,15 +235,16 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
           else keys[r] = pk.sign[slice];
         }
       } else {
-        detail::lsh_project(S.data(), len, Lj, Lj, Pp.data(), HB, proj.data());
+        detail::lsh_project(rowp, len, Lj, Pp.data(), HB, proj.data());
         if (l2) detail::lsh_l2_keys(proj.data(), len, HB, H, p.offsets, p.width, q.data());
         else detail::lsh_sign_keys(proj.data(), len, HB, H, keys.data());
       }
+      if (l2 && !tuples && !detail::pack_l2_keys(q.data(), len, H, keys.data())) return false;
       for (int64_t r = 0; r < len; ++r) {
         const int64_t n = n0 + r;
         if (n != 0 && n % group_rows == 0) table.clear();
-        const int64_t* qr = l2 ? q.data() + r * H : nullptr;
-        const uint64_t key = l2 ? detail::tuple_digest(qr, H) : keys[r];
+        const int64_t* qr = tuples ? q.data() + r * H : nullptr;
+        const uint64_t key = tuples ? detail::tuple_digest(qr, H) : keys[r];
         const int32_t id = table.find_or_insert(key, qr, nc);
         if (id == nc) {
           ++nc;
@@ -238,13 +254,17 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
         ++cnt[id];
         ids[n] = id;
       }
-      detail::scatter_add(cent.data(), ids + n0, S.data(), len, Lj);
+      detail::scatter_add_ptrs(cent.data(), ids + n0, rowp, len, Lj);
     }
     for (int32_t c = 0; c < nc; ++c) {
       const T count = static_cast<T>(cnt[c]);
       T* row = cent.data() + static_cast<size_t>(c) * Lj;
       for (int64_t k = 0; k < Lj; ++k) row[k] /= count;
     }
+    return true;
+  };
+  for_each_block(nb, trap, [&](int64_t j) {
+    if (!group_block(j, false)) group_block(j, true);
   });
 
   st->Wm.resize(static_cast<size_t>(K) * M);

@@ -1,7 +1,7 @@
 // One GEMM interface for the whole core: C(m x n) = alpha * op(A) * op(B) + beta * C, row-major.
 //
-// Built-in: BLIS-style blocking (KC x NC panels of B packed once per block, MR x KC panels of A
-// packed per thread) around an MR x NR register-blocked micro-kernel written with GCC vector
+// Built-in: BLIS-style blocking (KC x NC panels of B packed once per block, A read in place)
+// around an MR x NR register-blocked micro-kernel written with GCC vector
 // extensions and compiled for AVX-512, AVX2+FMA and a baseline; the CPU picks at run time.
 // It parallelises over row panels with OpenMP only when called outside a parallel region, so
 // kernels may call it from inside their own OpenMP loops (one level of parallelism per phase).
@@ -26,32 +26,38 @@ template <class T>
 struct PanelArgs {
   int64_t i0, i1;       // rows of C this call computes
   int64_t kc, nc;       // depth of this block, columns of this block
-  const T* A;           // A(i, p) = A[i * rsA + p * csA], already offset to (0, pc)
-  int64_t rsA, csA;
+  const T* A;           // A(i, p) = transA ? A[p * lda + i] : A[i * lda + p], offset to (0, pc)
+  int64_t lda;
+  bool transA;
   const T* Bp;          // packed B block: ceil(nc / NR) panels of (kc x NR)
   T* C;                 // offset to (0, jc)
   int64_t ldc;
   T alpha, beta;
 };
 
-// MR x NR micro-kernel over a packed A panel (kc x MR) and packed B panel (kc x NR).
-template <class T, int MR, int NRV, int VL>
-PYADR_INLINE void micro_kernel(int64_t kc, const T* PYADR_RESTRICT Ap, const T* PYADR_RESTRICT Bp, T* C,
-                               int64_t ldc, T alpha, T beta, int64_t mr, int64_t nr) {
+// MR x NR micro-kernel: A read in place (TA: A(i, p) = A[p * lda + i], else A[i * lda + p]),
+// B from a packed panel (kc x NR). n is small in convolutions (M output channels), so packing
+// A would cost as much as the arithmetic it feeds.
+template <class T, int MR, int NRV, int VL, bool TA>
+PYADR_INLINE void micro_kernel(int64_t kc, const T* PYADR_RESTRICT A, int64_t lda, const T* PYADR_RESTRICT Bp,
+                               T* C, int64_t ldc, T alpha, T beta, int64_t mr, int64_t nr) {
   typedef T V __attribute__((vector_size(VL * sizeof(T))));
   constexpr int NR = NRV * VL;
   V acc[MR][NRV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-    for (int v = 0; v < NRV; ++v) acc[i][v] = V{} ;
+    for (int v = 0; v < NRV; ++v) acc[i][v] = V{};
+  const T* rows[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) rows[i] = TA ? A + i : A + i * lda;
   for (int64_t p = 0; p < kc; ++p) {
     V bv[NRV];
 #pragma GCC unroll 4
     for (int v = 0; v < NRV; ++v) std::memcpy(&bv[v], Bp + p * NR + v * VL, sizeof(V));
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const T a = Ap[p * MR + i];
+      const T a = TA ? rows[0][p * lda + i] : rows[i][p];
 #pragma GCC unroll 4
       for (int v = 0; v < NRV; ++v) acc[i][v] += a * bv[v];
     }
@@ -83,25 +89,34 @@ PYADR_INLINE void micro_kernel(int64_t kc, const T* PYADR_RESTRICT Ap, const T* 
   }
 }
 
-// Rows [i0, i1) of one (pc, jc) block: pack each MR-row panel of A, sweep the NR panels of B.
+// Rows [i0, i1) of one (pc, jc) block: each MR-row panel against every NR panel of B. A panel
+// with fewer than MR rows, or of a transposed A, is copied (zero-padded) into a (kc x MR) buffer.
 template <class T, int MR, int NRV, int VL>
 PYADR_INLINE void row_panels(const PanelArgs<T>& a) {
   constexpr int NR = NRV * VL;
-  alignas(64) T Ap[KC * MR];
   for (int64_t i = a.i0; i < a.i1; i += MR) {
     const int64_t mr = std::min<int64_t>(MR, a.i1 - i);
-    for (int64_t r = 0; r < MR; ++r) {
-      if (r < mr) {
-        const T* src = a.A + (i + r) * a.rsA;
-        for (int64_t p = 0; p < a.kc; ++p) Ap[p * MR + r] = src[p * a.csA];
+    alignas(64) T edge[KC * MR];
+    const T* Ai = a.transA ? a.A + i : a.A + i * a.lda;
+    // Transposed A is packed (its MR values per p sit one lda apart: a TLB miss each).
+    const bool packed = mr < MR || a.transA;
+    if (packed) {
+      if (a.transA) {
+        for (int64_t p = 0; p < a.kc; ++p)
+          for (int64_t r = 0; r < MR; ++r) edge[p * MR + r] = r < mr ? Ai[p * a.lda + r] : T(0);
       } else {
-        for (int64_t p = 0; p < a.kc; ++p) Ap[p * MR + r] = T(0);
+        for (int64_t r = 0; r < MR; ++r)
+          for (int64_t p = 0; p < a.kc; ++p) edge[p * MR + r] = r < mr ? Ai[r * a.lda + p] : T(0);
       }
     }
     for (int64_t j = 0; j < a.nc; j += NR) {
       const int64_t nr = std::min<int64_t>(NR, a.nc - j);
-      micro_kernel<T, MR, NRV, VL>(a.kc, Ap, a.Bp + (j / NR) * a.kc * NR, a.C + i * a.ldc + j, a.ldc,
-                                   a.alpha, a.beta, mr, nr);
+      const T* Bj = a.Bp + (j / NR) * a.kc * NR;
+      T* Cij = a.C + i * a.ldc + j;
+      if (packed)
+        micro_kernel<T, MR, NRV, VL, true>(a.kc, edge, MR, Bj, Cij, a.ldc, a.alpha, a.beta, mr, nr);
+      else
+        micro_kernel<T, MR, NRV, VL, false>(a.kc, Ai, a.lda, Bj, Cij, a.ldc, a.alpha, a.beta, mr, nr);
     }
   }
 }
@@ -199,7 +214,7 @@ template <class T>
 void gemm_builtin(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
                   const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   const Kernel<T> ker = kernel<T>();
-  const int64_t rsA = ta ? 1 : lda, csA = ta ? lda : 1;
+  const int64_t csA = ta ? lda : 1;
   const int64_t rsB = tb ? 1 : ldb, csB = tb ? ldb : 1;
   const bool top = !detail::in_parallel();
   const int64_t panels = (m + ker.MR - 1) / ker.MR;
@@ -217,8 +232,7 @@ void gemm_builtin(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, co
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min<int64_t>(KC, k - pc);
       pack_B(B + pc * rsB + jc * csB, rsB, csB, kc, nc, ker.NR, Bp);
-      PanelArgs<T> args{0, m, kc, nc, A + pc * csA, rsA, csA, Bp, C + jc, ldc, alpha,
-                        pc == 0 ? beta : T(1)};
+      PanelArgs<T> args{0, m, kc, nc, A + pc * csA, lda, ta, Bp, C + jc, ldc, alpha, pc == 0 ? beta : T(1)};
       if (nthreads == 1) {
         ker.run(args);
       } else {

@@ -1,5 +1,5 @@
 // LSH of sub-vectors: projections on the (L, H) planes and the keys derived from them.
-//   S (R, Lj) rows with stride lds; planes padded to Pp (Lj, HB) with zero columns, HB in
+//   rows[r] -> sub-vector r (Lj values); planes padded to Pp (Lj, HB) with zero columns, HB in
 //   {8, 16, 32, 64} >= H; proj (R, HB), summed over k in order.
 //   sign: key = sum_h [proj_h > 0] << h.   l2: q_h = floor((proj_h + off_h) / width).
 #pragma once
@@ -12,12 +12,15 @@ namespace detail {
 inline int padded_hashes(int H) { return H <= 8 ? 8 : H <= 16 ? 16 : H <= 32 ? 32 : 64; }
 
 template <class T>
-void lsh_project(const T* S, int64_t R, int64_t Lj, int64_t lds, const T* Pp, int HB, T* proj);
+void lsh_project(const T* const* rows, int64_t R, int64_t Lj, const T* Pp, int HB, T* proj);
 template <class T>
 void lsh_sign_keys(const T* proj, int64_t R, int HB, int H, uint64_t* keys);
 // Throws Error when a quantised value is not finite or does not fit in int64.
 template <class T>
 void lsh_l2_keys(const T* proj, int64_t R, int HB, int H, const T* offsets, T width, int64_t* q);
+// Packs each row's q tuple into 64 bits (64/H bits per hash, biased) when every value fits;
+// returns false (keys undefined) as soon as one does not.
+bool pack_l2_keys(const int64_t* q, int64_t R, int H, uint64_t* keys);
 
 }  // namespace detail
 }  // namespace pyadr
