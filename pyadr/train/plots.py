@@ -66,8 +66,8 @@ def _plot_reuse(ax_rc, ax_rung, records, title_suffix=""):
 
 def plot_run(run_dir, out_path=None):
     """Test accuracy vs wall time, losses vs epoch, and rc/rung per layer for one run."""
-    plt = _pyplot()
     records = read_records(run_dir)
+    plt = _pyplot()
     evals = _evals(records)
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     axes[0, 0].plot([r["wall_time"] for r in evals], [100 * r["test_acc"] for r in evals], marker="o")
@@ -90,8 +90,8 @@ def plot_run(run_dir, out_path=None):
 
 def plot_compare(exact_dir, reuse_dir, out_dir, target_acc=None):
     """compare_accuracy.png (test accuracy vs wall time, both runs) and compare_reuse.png."""
-    plt = _pyplot()
     runs = {"exact": read_records(exact_dir), "reuse": read_records(reuse_dir)}
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, records in runs.items():
         evals = _evals(records)

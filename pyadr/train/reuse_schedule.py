@@ -120,6 +120,9 @@ class ReuseSchedule:
     def setup(self, model, probes, steps_per_epoch, total_steps):
         """Choose the reusing layers and their rungs (measuring rc on `probes`); returns events."""
         self._bind(model)
+        for layer in self._layers.values():      # the schedule owns every layer's reuse setting
+            layer.reuse = None
+        self.plans = {}
         self.tail_start = total_steps - int(round(self.exact_tail * total_steps))
         if self.strategy == "exact":
             return []
