@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from pyadr._config import ReuseConfig
+from pyadr import ReuseConfig
 from pyadr.train.data import make_synthetic
 from pyadr.train.loader import BatchLoader
 from pyadr.train.models import build_model, engine_layers

@@ -29,8 +29,8 @@ def _pair(value, name):
 def _check_reuse(reuse):
     if reuse is None:
         return None
-    from pyadr._config import ReuseConfig
-    if not isinstance(reuse, ReuseConfig):
+    import pyadr
+    if not isinstance(reuse, pyadr.ReuseConfig):
         raise TypeError(f"reuse must be a pyadr.ReuseConfig or None, got {type(reuse).__name__}")
     return reuse
 

@@ -50,8 +50,8 @@ class Rung:
             raise ValueError(f"rung width_scale must be > 0, got {self.width_scale!r}")
 
     def config(self, K, seed):
-        from pyadr._config import ReuseConfig
-        return ReuseConfig(L=min(int(self.L), K), H=int(self.H), hash=self.hash,
+        import pyadr
+        return pyadr.ReuseConfig(L=min(int(self.L), K), H=int(self.H), hash=self.hash,
                            width_scale=float(self.width_scale), seed=int(seed))
 
     def label(self, K=None):
