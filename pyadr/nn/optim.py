@@ -1,0 +1,67 @@
+"""SGD with momentum, Nesterov and weight decay, exactly as torch.optim.SGD:
+    g = grad + weight_decay * p
+    buf = g (first step) | momentum * buf + (1 - dampening) * g
+    g = g + momentum * buf (nesterov) | buf
+    p -= lr * g
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import array_module, to_numpy
+
+
+class SGD:
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False, dampening=0.0):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("SGD got an empty parameter list")
+        for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay),
+                        ("dampening", dampening)):
+            if not isinstance(v, (int, float, np.floating)) or isinstance(v, bool) or not v >= 0:
+                raise ValueError(f"{name} must be a float >= 0, got {v!r}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov needs momentum > 0 and dampening == 0")
+        self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
+        self.nesterov, self.dampening = bool(nesterov), float(dampening)
+        self.buffers = [None] * len(self.params)
+
+    def step(self):
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if g is None:
+                continue
+            dt = p.data.dtype.type
+            if self.weight_decay:
+                g = g + dt(self.weight_decay) * p.data
+            if self.momentum:
+                buf = self.buffers[i]
+                if buf is None:
+                    buf = g.copy()
+                    self.buffers[i] = buf
+                else:
+                    buf *= dt(self.momentum)
+                    buf += dt(1.0 - self.dampening) * g
+                g = g + dt(self.momentum) * buf if self.nesterov else buf
+            p.data -= dt(self.lr) * g
+
+    def state_dict(self) -> dict:
+        """Arrays of the momentum buffers (absent ones skipped) and the hyper-parameters."""
+        arrays = {str(i): to_numpy(b).copy() for i, b in enumerate(self.buffers) if b is not None}
+        meta = {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay,
+                "nesterov": self.nesterov, "dampening": self.dampening}
+        return {"buffers": arrays, "hyper": meta}
+
+    def load_state_dict(self, state):
+        for k, v in state["hyper"].items():
+            setattr(self, k, v)
+        self.buffers = [None] * len(self.params)
+        for k, arr in state["buffers"].items():
+            i = int(k)
+            if not 0 <= i < len(self.params):
+                raise ValueError(f"optimizer state has a buffer for parameter {i}, "
+                                 f"but there are {len(self.params)} parameters")
+            p = self.params[i].data
+            if arr.shape != p.shape:
+                raise ValueError(f"optimizer buffer {i} has shape {arr.shape}, parameter has {p.shape}")
+            self.buffers[i] = array_module(p).asarray(arr, dtype=p.dtype).copy()

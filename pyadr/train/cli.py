@@ -1,0 +1,196 @@
+"""Command line: `pyadr train | compare | plot | evaluate` (entry point: main(argv) -> exit code).
+
+Flag values override --config FILE, which overrides the defaults; --resume starts from the
+checkpoint's own config (flags still override, e.g. --epochs to train longer).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .config import DEVICES, LR_SCHEDULES, resolve_config
+from .data import DATASET_NAMES
+from .models import MODEL_NAMES
+from .reuse_schedule import STRATEGIES
+
+S = argparse.SUPPRESS
+
+
+def _layer_list(text):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated layer names such as conv2,conv3")
+    return names
+
+
+def _add_train_flags(p):
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model", choices=MODEL_NAMES, default=S, help="network (default cifarnet)")
+    g.add_argument("--width", type=float, default=S, help="channel/FC width multiplier (default 1)")
+    g.add_argument("--dataset", choices=DATASET_NAMES, default=S, help="default fashion-mnist")
+    g.add_argument("--data-dir", dest="data_dir", default=S,
+                   help="dataset folder (fashion-mnist default: /usr/share/datasets/fashion-mnist)")
+    g.add_argument("--limit-train", dest="limit_train", type=int, default=S, help="use the first N training images")
+    g.add_argument("--augment", dest="augment", action="store_true", default=S, help="random crop and flip")
+    g.add_argument("--no-augment", dest="augment", action="store_false", default=S)
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=float, default=S, help="default 2 (fractions allowed)")
+    g.add_argument("--batch-size", dest="batch_size", type=int, default=S, help="default 128")
+    g.add_argument("--lr", type=float, default=S, help="default 0.05")
+    g.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES, default=S, help="default constant")
+    g.add_argument("--momentum", type=float, default=S, help="default 0.9")
+    g.add_argument("--nesterov", action="store_true", default=S)
+    g.add_argument("--weight-decay", dest="weight_decay", type=float, default=S, help="default 0")
+    g.add_argument("--seed", type=int, default=S, help="default 0")
+    g.add_argument("--threads", type=int, default=S, help="engine threads (pyadr.set_num_threads)")
+    g.add_argument("--device", choices=DEVICES, default=S, help="default cpu")
+    g = p.add_argument_group("deep reuse")
+    g.add_argument("--reuse", choices=STRATEGIES, default=S, help="schedule strategy (default exact)")
+    g.add_argument("--L", type=int, default=S, help="sub-vector length for --reuse fixed (default 25)")
+    g.add_argument("--H", type=int, default=S, help="hash functions for --reuse fixed (default 20)")
+    g.add_argument("--hash", choices=("sign", "l2"), default=S, help="hash family (default sign)")
+    g.add_argument("--width-scale", dest="width_scale", type=float, default=S, help="l2 bucket width / sigma")
+    g.add_argument("--reuse-layers", dest="reuse_layers", type=_layer_list, default=S,
+                   help="comma-separated layers (default: every conv but the first, if the cost model predicts a gain)")
+    g.add_argument("--exact-tail", dest="exact_tail", type=float, default=S,
+                   help="fraction of steps run exact at the end (adaptive default 0.25)")
+    g.add_argument("--plateau-window", dest="plateau_window", type=int, default=S)
+    g.add_argument("--plateau-eps", dest="plateau_eps", type=float, default=S)
+    g.add_argument("--gap-delta", dest="gap_delta", type=float, default=S)
+    g.add_argument("--check-every", dest="check_every", type=int, default=S)
+    g.add_argument("--min-speedup", dest="min_speedup", type=float, default=S)
+    g = p.add_argument_group("run")
+    g.add_argument("--out", default=S, help="run directory (default runs/MODEL-DATASET-REUSE-sSEED)")
+    g.add_argument("--config", dest="config_file", default=None, help="JSON file of settings")
+    g.add_argument("--eval-every", dest="eval_every", type=int, default=S, help="evaluate every N steps")
+    g.add_argument("--eval-reuse", dest="eval_reuse", action="store_true", default=S,
+                   help="evaluate with the current reuse settings instead of exact convolution")
+    g.add_argument("--eval-batch-size", dest="eval_batch_size", type=int, default=S)
+    g.add_argument("--progress", dest="progress", action="store_true", default=S)
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=S)
+    g.add_argument("--stop-after-steps", dest="stop_after_steps", type=int, default=S,
+                   help="stop and checkpoint at this global step, as Ctrl-C would")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="pyadr", description="Adaptive Deep Reuse CNN trainer")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train a model")
+    _add_train_flags(p)
+    p.add_argument("--resume", default=S, help="checkpoint (last.npz) to continue from")
+    p = sub.add_parser("compare", help="train exactly and with reuse, tabulate and plot")
+    _add_train_flags(p)
+    p.add_argument("--target-drop", dest="target_drop", type=float, default=0.3,
+                   help="target = exact final accuracy minus this many points (default 0.3)")
+    p = sub.add_parser("plot", help="plot a run directory")
+    p.add_argument("run_dir")
+    p.add_argument("--output", default=None, help="PNG path (default RUN_DIR/run.png)")
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--data-dir", dest="data_dir", default=None)
+    p.add_argument("--reuse", choices=("exact", "checkpoint", "fixed"), default="exact",
+                   help="exact convolution, the checkpoint's rungs, or one fixed rung (--L --H --hash)")
+    p.add_argument("--L", type=int, default=25)
+    p.add_argument("--H", type=int, default=20)
+    p.add_argument("--hash", choices=("sign", "l2"), default="sign")
+    p.add_argument("--reuse-layers", dest="reuse_layers", type=_layer_list, default=None)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=256)
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    return parser
+
+
+def _train_config(args, command):
+    """Defaults < checkpoint config (train --resume) < --config FILE < flags given."""
+    from .config import load_config_file
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "config_file", "target_drop")}
+    merged = {}
+    if command == "train" and "resume" in given:
+        from .checkpoint import load_checkpoint
+        merged = dict(load_checkpoint(given["resume"])[0]["config"], stop_after_steps=None)
+        merged["out"] = merged.get("out") or os.path.dirname(os.path.abspath(given["resume"]))
+    if args.config_file:
+        merged.update(load_config_file(args.config_file))
+    merged.update(given)
+    return resolve_config(merged)
+
+
+def _cmd_train(args):
+    from .trainer import Trainer
+    cfg = _train_config(args, "train")
+    summary = Trainer(cfg).run()
+    return 130 if summary["interrupted"] and not cfg.stop_after_steps else 0
+
+
+def _cmd_compare(args):
+    from .compare import run_compare
+    cfg = _train_config(args, "compare")
+    if "reuse" not in vars(args) and cfg.reuse == "exact":
+        cfg.reuse = "adaptive"
+    out = cfg.out or os.path.join("runs", f"compare-{cfg.model}-{cfg.dataset}-s{cfg.seed}")
+    run_compare(cfg, out, target_drop=args.target_drop / 100.0)
+    return 0
+
+
+def _cmd_plot(args):
+    from .plots import plot_run
+    for path in plot_run(args.run_dir, args.output):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_evaluate(args):
+    from ..nn.backend import device_module
+    from .checkpoint import load_checkpoint
+    from .data import load_dataset
+    from .evaluation import evaluate
+    from .loader import BatchLoader
+    from .models import build_model, engine_layers
+    from .reuse_schedule import ReuseSchedule, Rung
+
+    meta, model_state, _ = load_checkpoint(args.checkpoint)
+    spec, cfg = meta["model_spec"], meta["config"]
+    xp = device_module(args.device)
+    data = load_dataset(cfg["dataset"], args.data_dir or cfg.get("data_dir"))
+    model = build_model(spec["name"], spec["in_shape"], spec["num_classes"], spec["width"])
+    model.load_state_dict(model_state)
+    model.to(xp)
+    layers = dict(engine_layers(model))
+    if args.reuse == "checkpoint":
+        ReuseSchedule(meta["schedule"]["strategy"]).load_state_dict(meta["schedule"], model)
+    elif args.reuse == "fixed":
+        names = args.reuse_layers or [n for n in layers if n.startswith("conv")][1:]
+        for pos, name in enumerate(names):
+            if name not in layers:
+                raise ValueError(f"reuse layer {name!r} is not in the model ({', '.join(layers)})")
+            layers[name].reuse = Rung(args.L, args.H, args.hash).config(layers[name].K, seed=pos)
+    loader = BatchLoader(data.test_images, data.test_labels, args.batch_size, data.mean, data.std,
+                         shuffle=False, xp=xp)
+    loss, acc, rc = evaluate(model, loader, use_reuse=args.reuse != "exact")
+    print(f"{args.checkpoint}: test loss {loss:.4f}, test accuracy {100 * acc:.2f} % "
+          f"({args.reuse} convolution)")
+    used = {k: round(v, 4) for k, v in rc.items() if v is not None}
+    if used:
+        print("mean rc: " + ", ".join(f"{k} {v}" for k, v in used.items()))
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:          # argparse already printed the message
+        return int(exc.code or 0)
+    commands = {"train": _cmd_train, "compare": _cmd_compare, "plot": _cmd_plot, "evaluate": _cmd_evaluate}
+    try:
+        return commands[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        print(f"pyadr {args.command}: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, (ValueError, TypeError)) else 1
+    except KeyboardInterrupt:
+        print(f"pyadr {args.command}: aborted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

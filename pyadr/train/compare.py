@@ -1,0 +1,68 @@
+"""Exact vs reuse: train the same model and seed both ways, then tabulate and plot."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from .metrics import read_records
+from .plots import PlottingUnavailable, plot_compare
+from .trainer import Trainer
+
+TARGET_DROP = 0.003     # target accuracy = exact final accuracy - 0.3 points
+
+
+def time_to_accuracy(records, target):
+    """Wall time of the first eval/epoch record with test_acc >= target, or None."""
+    for r in sorted((r for r in records if r["kind"] in ("eval", "epoch")), key=lambda r: r["wall_time"]):
+        if r.get("test_acc") is not None and r["test_acc"] >= target:
+            return r["wall_time"]
+    return None
+
+
+def summarize(exact_dir, reuse_dir, target_drop=TARGET_DROP):
+    rows = {}
+    for name, d in (("exact", exact_dir), ("reuse", reuse_dir)):
+        records = read_records(d)
+        last = [r for r in records if r["kind"] == "epoch"][-1]
+        rows[name] = {"dir": d, "wall_time": last["wall_time"], "conv_time": last["conv_time_total"],
+                      "test_acc": last["test_acc"], "records": records}
+    target = rows["exact"]["test_acc"] - target_drop
+    for row in rows.values():
+        row["time_to_target"] = time_to_accuracy(row["records"], target)
+    return rows, target
+
+
+def format_table(rows, target):
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+    head = f"{'run':8s} {'wall (s)':>10s} {'conv (s)':>10s} {'test acc':>9s} {'to target (s)':>14s}"
+    lines = [head, "-" * len(head)]
+    for name, r in rows.items():
+        lines.append(f"{name:8s} {r['wall_time']:10.1f} {r['conv_time']:10.1f} {100 * r['test_acc']:8.2f}% "
+                     f"{fmt(r['time_to_target'], '14.1f')}")
+    ex, re_ = rows["exact"], rows["reuse"]
+    saved_wall = 1 - re_["wall_time"] / ex["wall_time"] if ex["wall_time"] else 0.0
+    saved_conv = 1 - re_["conv_time"] / ex["conv_time"] if ex["conv_time"] else 0.0
+    lines.append(f"time saved by reuse: {100 * saved_wall:.1f} % of wall time, {100 * saved_conv:.1f} % "
+                 f"of conv time; accuracy change {100 * (re_['test_acc'] - ex['test_acc']):+.2f} points; "
+                 f"target accuracy {100 * target:.2f} %")
+    return "\n".join(lines)
+
+
+def run_compare(cfg, out_dir, log=print, target_drop=TARGET_DROP):
+    """Train exactly and with cfg.reuse into out_dir/exact and out_dir/<strategy>; returns rows."""
+    if cfg.reuse == "exact":
+        raise ValueError("reuse must name a reuse strategy (fixed, ladder or adaptive) to compare with exact")
+    os.makedirs(out_dir, exist_ok=True)
+    exact_dir, reuse_dir = os.path.join(out_dir, "exact"), os.path.join(out_dir, cfg.reuse)
+    for strategy, d in (("exact", exact_dir), (cfg.reuse, reuse_dir)):
+        log(f"== {strategy} ==")
+        Trainer(dataclasses.replace(cfg, reuse=strategy, out=d, resume=None), log=log).run()
+    rows, target = summarize(exact_dir, reuse_dir, target_drop)
+    log(format_table(rows, target))
+    try:
+        for path in plot_compare(exact_dir, reuse_dir, out_dir, target):
+            log(f"wrote {path}")
+    except PlottingUnavailable as exc:
+        log(str(exc))
+    return rows

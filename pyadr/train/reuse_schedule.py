@@ -1,0 +1,377 @@
+"""Which layers use deep reuse, with which (L, H, hash), and when that changes.
+
+Strategies
+- exact:    no reuse.
+- fixed:    one rung (L, H, hash) on every reusing layer for the whole run (optionally an exact tail).
+- ladder:   all reusing layers climb the same rungs at fixed epoch milestones, then exact.
+- adaptive: each layer has its own ladder of rungs from coarse to fine; all layers advance one rung
+            when the training loss plateaus (the mean of the last `plateau_window` losses improved
+            on the window before by less than `plateau_eps`, relatively), and a layer advances when
+            a periodic check on a few training batches shows that reuse in that layer alone raises
+            the loss above exact by more than `gap_delta` (relatively). The last `exact_tail`
+            fraction of the steps is exact. Every change is reported with its reason.
+
+Default layers: every convolution except the first (reuse there costs accuracy for little work),
+kept only if the cost model predicts a gain. Cost model (DESIGN.md): speed-up of a layer with M
+output channels ~= M / (H + rc*M + M/L), rc measured on a probe batch at the start of training.
+Default rungs follow the measured anchors: starting coarse does damage a short budget cannot
+repair, while "sign L=25 H=20 -> L=25 H=24 -> exact for the last quarter" on CifarNet's conv2
+kept accuracy (89.35 % vs 89.70 % exact) with about half the multiply-adds saved.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from ..nn.loss import cross_entropy_loss
+from .models import engine_layers
+
+STRATEGIES = ("exact", "fixed", "ladder", "adaptive")
+EXACT = "exact"
+
+
+@dataclasses.dataclass(frozen=True)
+class Rung:
+    L: int
+    H: int
+    hash: str = "sign"
+    width_scale: float = 1.0
+
+    def __post_init__(self):
+        if isinstance(self.L, bool) or not isinstance(self.L, (int, np.integer)) or self.L < 1:
+            raise ValueError(f"rung L must be an int >= 1, got {self.L!r}")
+        if isinstance(self.H, bool) or not isinstance(self.H, (int, np.integer)) or not 1 <= self.H <= 64:
+            raise ValueError(f"rung H must be an int in [1, 64], got {self.H!r}")
+        if self.hash not in ("sign", "l2"):
+            raise ValueError(f"rung hash must be 'sign' or 'l2', got {self.hash!r}")
+        if not (isinstance(self.width_scale, (int, float)) and self.width_scale > 0):
+            raise ValueError(f"rung width_scale must be > 0, got {self.width_scale!r}")
+
+    def config(self, K, seed):
+        import pyadr
+        return pyadr.ReuseConfig(L=min(int(self.L), K), H=int(self.H), hash=self.hash,
+                           width_scale=float(self.width_scale), seed=int(seed))
+
+    def label(self, K=None):
+        L = self.L if K is None else min(self.L, K)
+        extra = f" w{self.width_scale:g}" if self.hash == "l2" else ""
+        return f"{self.hash} L{L} H{self.H}{extra}"
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        if not isinstance(d, dict):
+            raise ValueError(f"a rung must be a mapping with L, H (and hash, width_scale), got {d!r}")
+        unknown = set(d) - {"L", "H", "hash", "width_scale"}
+        if unknown:
+            raise ValueError(f"unknown rung keys {sorted(unknown)}")
+        return cls(**d)
+
+
+def predicted_speedup(M, L, H, rc):
+    """Cost-model speed-up bound of a reuse layer (DESIGN.md): M / (H + rc*M + M/L)."""
+    return M / (H + rc * M + M / L)
+
+
+def default_rungs(K, M):
+    """Coarse-to-fine sign rungs at L = min(25, K): H = 20, 24, and 28, 32 for wide layers
+    (M >= 128, where extra hash bits cost relatively less)."""
+    L = min(25, K)
+    hs = [20, 24] + ([28, 32] if M >= 128 else [])
+    return [Rung(L, h) for h in hs]
+
+
+def _out_width(layer):
+    return getattr(layer, "out_channels", None) or layer.out_features
+
+
+class ReuseSchedule:
+    def __init__(self, strategy="exact", *, rungs=None, ladder=None, layers=None, exact_tail=None,
+                 plateau_window=50, plateau_eps=0.01, gap_delta=0.1, check_every=200,
+                 probe_batches=2, min_speedup=1.2, seed=0):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"reuse strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
+        self.strategy = strategy
+        self.rungs = [r if isinstance(r, Rung) else Rung.from_dict(r) for r in rungs] if rungs else None
+        self.ladder = ladder            # [(epoch, Rung | None)], ladder strategy only
+        self.layer_names = list(layers) if layers is not None else None
+        if exact_tail is None:
+            exact_tail = 0.25 if strategy == "adaptive" else 0.0
+        if not 0.0 <= exact_tail <= 1.0:
+            raise ValueError(f"exact_tail must be in [0, 1], got {exact_tail}")
+        for name, v, lo in (("plateau_window", plateau_window, 1), ("check_every", check_every, 0),
+                            ("probe_batches", probe_batches, 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+        self.exact_tail, self.plateau_window, self.plateau_eps = float(exact_tail), int(plateau_window), float(plateau_eps)
+        self.gap_delta, self.check_every, self.probe_batches = float(gap_delta), int(check_every), int(probe_batches)
+        self.min_speedup, self.seed = float(min_speedup), int(seed)
+        self.plans = {}                 # name -> {"rungs": [Rung], "index": int, "K": int, "seed": int}
+        self.recent_losses = []
+        self.tail_start = None
+        self.milestones = []            # ladder: [(step, rung index)]
+        self._layers = {}
+
+    # -- setup --------------------------------------------------------------------------------
+    def setup(self, model, probes, steps_per_epoch, total_steps):
+        """Choose the reusing layers and their rungs (measuring rc on `probes`); returns events."""
+        self._bind(model)
+        for layer in self._layers.values():      # the schedule owns every layer's reuse setting
+            layer.reuse = None
+        self.plans = {}
+        self.tail_start = total_steps - int(round(self.exact_tail * total_steps))
+        if self.strategy == "exact":
+            return []
+        layers = engine_layers(model)
+        names = [n for n, _ in layers]
+        if self.layer_names is not None:
+            unknown = [n for n in self.layer_names if n not in names]
+            if unknown:
+                raise ValueError(f"reuse layers {unknown} are not in the model (it has {', '.join(names)})")
+            candidates = list(self.layer_names)
+        else:
+            convs = [n for n in names if n.startswith("conv")]
+            candidates = convs[1:]
+        base = self._base_rungs()
+        if self.strategy == "ladder":
+            self.milestones = self._ladder_milestones(steps_per_epoch)
+        first_index = self._ladder_target(0) if self.strategy == "ladder" else 0
+        events = []
+        for pos, name in enumerate(names):
+            if name not in candidates:
+                continue
+            layer = self._layers[name]
+            rungs = base if base is not None else default_rungs(layer.K, _out_width(layer))
+            seed = self.seed * 1009 + pos
+            kept, notes = [], []
+            for rung in rungs:
+                rc = self._measure_rc(model, layer, rung.config(layer.K, seed), probes[:1])
+                gain = predicted_speedup(_out_width(layer), min(rung.L, layer.K), rung.H, rc)
+                notes.append(f"{rung.label(layer.K)}: rc {rc:.3f}, predicted speed-up {gain:.2f}x")
+                if gain >= self.min_speedup or self.layer_names is not None:
+                    kept.append(rung)
+            if self.strategy in ("fixed", "ladder") and kept and len(kept) != len(rungs) \
+                    and self.layer_names is None:
+                kept = []                # these strategies need every rung on every layer
+            if not kept:
+                events.append(self._event(0, name, EXACT, EXACT, "cost model predicts no gain ("
+                                          + "; ".join(notes) + ")"))
+                continue
+            self.plans[name] = {"rungs": kept, "index": min(first_index, len(kept)), "K": layer.K,
+                                "seed": seed}
+            events.append(self._event(0, name, EXACT, self.label(name), "start (" + "; ".join(notes) + ")"))
+        self._apply_all()
+        return events
+
+    def _base_rungs(self):
+        if self.strategy == "fixed":
+            if not self.rungs:
+                raise ValueError("the fixed strategy needs one rung (--L, --H, --hash)")
+            return self.rungs[:1]
+        if self.strategy == "ladder":
+            return [r for _, r in self.ladder if r is not None] if self.ladder else (self.rungs or None)
+        return self.rungs
+
+    def _ladder_milestones(self, steps_per_epoch):
+        """[(step, rung index)] from (epoch, rung) pairs; an exact entry ends the ladder."""
+        out, idx = [], 0
+        entries = self.ladder or [(0.0, r) for r in (self.rungs or [])[:1]]
+        for epoch, rung in entries:
+            step = int(round(float(epoch) * steps_per_epoch))
+            out.append((step, idx if rung is not None else None))
+            if rung is not None:
+                idx += 1
+        return out
+
+    def _ladder_target(self, step):
+        """Rung index the ladder prescribes at `step` (exact before the first milestone)."""
+        target = 10 ** 9
+        for ms_step, idx in self.milestones:
+            if step >= ms_step:
+                target = 10 ** 9 if idx is None else idx
+        return target
+
+    @staticmethod
+    def _measure_rc(model, layer, config, probes):
+        saved = [(l, l.reuse) for _, l in engine_layers(model)]
+        was_training = model.training
+        try:
+            for l, _ in saved:
+                l.reuse = None
+            layer.reuse = config
+            model.eval()
+            rcs = []
+            for x, _ in probes:
+                model.forward(x)
+                rcs.append(layer.last_rc if layer.last_rc is not None else 1.0)
+            return float(np.mean(rcs))
+        finally:
+            for l, r in saved:
+                l.reuse = r
+            model.train(was_training)
+
+    def _bind(self, model):
+        self._layers = dict(engine_layers(model))
+
+    # -- per-step decisions -------------------------------------------------------------------
+    def label(self, name):
+        plan = self.plans.get(name)
+        if plan is None or plan["index"] >= len(plan["rungs"]):
+            return EXACT
+        return plan["rungs"][plan["index"]].label(plan["K"])
+
+    def labels(self):
+        return {name: self.label(name) for name in self._layers}
+
+    def active(self):
+        return [n for n, p in self.plans.items() if p["index"] < len(p["rungs"])]
+
+    def _event(self, step, layer, old, new, reason):
+        return {"kind": "rung", "step": int(step), "layer": layer, "from": old, "to": new, "reason": reason}
+
+    def _set_index(self, step, name, index, reason):
+        plan = self.plans[name]
+        index = min(index, len(plan["rungs"]))
+        if index == plan["index"]:
+            return []
+        old = self.label(name)
+        plan["index"] = index
+        self._apply(name)
+        return [self._event(step, name, old, self.label(name), reason)]
+
+    def _apply(self, name):
+        plan, layer = self.plans[name], self._layers[name]
+        if plan["index"] >= len(plan["rungs"]):
+            layer.reuse = None
+        else:
+            layer.reuse = plan["rungs"][plan["index"]].config(plan["K"], plan["seed"])
+
+    def _apply_all(self):
+        for name in self.plans:
+            self._apply(name)
+
+    def before_step(self, step, steps_per_epoch):
+        """Milestones and the exact tail; returns the rung-change events."""
+        events = []
+        if self.strategy == "ladder":
+            target = self._ladder_target(step)
+            for name in self.plans:
+                events += self._set_index(step, name, target,
+                                          f"ladder milestone at epoch {step / steps_per_epoch:.2f}")
+        if self.tail_start is not None and step >= self.tail_start and self.strategy != "exact":
+            for name in self.active():
+                events += self._set_index(step, name, 10 ** 9, f"exact tail: last {self.exact_tail:.0%} "
+                                          f"of the steps (from step {self.tail_start})")
+        return events
+
+    def after_step(self, step, loss, model, probes):
+        """Plateau and loss-gap triggers of the adaptive strategy; returns events."""
+        if self.strategy != "adaptive" or not self.active():
+            return []
+        events = []
+        self.recent_losses.append(float(loss))
+        w = self.plateau_window
+        if len(self.recent_losses) >= 2 * w:
+            prev = float(np.mean(self.recent_losses[:w]))
+            cur = float(np.mean(self.recent_losses[w:2 * w]))
+            improvement = (prev - cur) / max(abs(prev), 1e-12)
+            if improvement < self.plateau_eps:
+                for name in self.active():
+                    events += self._set_index(step + 1, name, self.plans[name]["index"] + 1,
+                                              f"plateau: mean loss over {w} steps improved "
+                                              f"{improvement:+.2%} < {self.plateau_eps:.2%}")
+                self.recent_losses = []
+            else:
+                self.recent_losses = self.recent_losses[w:]
+        if self.check_every and (step + 1) % self.check_every == 0 and self.active():
+            events += self._gap_check(step + 1, model, probes[:self.probe_batches])
+        return events
+
+    def _gap_check(self, step, model, probes):
+        gaps = self.loss_gaps(model, probes)
+        events = []
+        for name, (gap, exact_loss) in gaps.items():
+            if gap > self.gap_delta:
+                events += self._set_index(step, name, self.plans[name]["index"] + 1,
+                                          f"loss gap: reuse in {name} raises the probe loss by "
+                                          f"{gap:+.1%} over exact ({exact_loss:.4f}) > {self.gap_delta:.0%}")
+        return events
+
+    def loss_gaps(self, model, probes):
+        """{layer: (relative loss increase with reuse in that layer alone, exact loss)}."""
+        def probe_loss():
+            total, count = 0.0, 0
+            for x, y in probes:
+                s, _ = cross_entropy_loss(model.forward(x), y)
+                total, count = total + s, count + len(y)
+            return total / max(count, 1)
+        layers = engine_layers(model)
+        saved = [(l, l.reuse) for _, l in layers]
+        was_training = model.training
+        try:
+            model.eval()
+            for l, _ in saved:
+                l.reuse = None
+            exact = probe_loss()
+            out = {}
+            for name in self.active():
+                self._apply(name)
+                out[name] = ((probe_loss() - exact) / max(exact, 1e-12), exact)
+                self._layers[name].reuse = None
+            return out
+        finally:
+            for l, r in saved:
+                l.reuse = r
+            model.train(was_training)
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self):
+        return {"strategy": self.strategy, "tail_start": self.tail_start,
+                "recent_losses": list(self.recent_losses),
+                "milestones": [list(m) for m in self.milestones],
+                "plans": {n: {"rungs": [r.to_dict() for r in p["rungs"]], "index": p["index"],
+                              "K": p["K"], "seed": p["seed"]} for n, p in self.plans.items()}}
+
+    def load_state_dict(self, state, model):
+        """Restore a schedule (no re-calibration) and apply its rungs to `model`."""
+        if state["strategy"] != self.strategy:
+            raise ValueError(f"checkpoint schedule is {state['strategy']!r}, run asks for {self.strategy!r}")
+        self._bind(model)
+        self.tail_start = state["tail_start"]
+        self.recent_losses = [float(v) for v in state["recent_losses"]]
+        self.milestones = [tuple(m) for m in state["milestones"]]
+        self.plans = {n: {"rungs": [Rung.from_dict(r) for r in p["rungs"]], "index": int(p["index"]),
+                          "K": int(p["K"]), "seed": int(p["seed"])} for n, p in state["plans"].items()}
+        missing = [n for n in self.plans if n not in self._layers]
+        if missing:
+            raise ValueError(f"checkpoint schedule names layers {missing} that the model lacks")
+        self._apply_all()
+
+
+def parse_ladder(entries):
+    """[(epoch, Rung | None)] from [{"epoch": e, "L":.., "H":.., "hash":..} | {"epoch": e, "exact": true}]."""
+    out = []
+    for e in entries:
+        if not isinstance(e, dict) or "epoch" not in e:
+            raise ValueError(f"ladder entries need an 'epoch' key, got {e!r}")
+        epoch = float(e["epoch"])
+        if not math.isfinite(epoch) or epoch < 0:
+            raise ValueError(f"ladder epoch must be >= 0, got {e['epoch']!r}")
+        if e.get("exact"):
+            out.append((epoch, None))
+        else:
+            out.append((epoch, Rung.from_dict({k: v for k, v in e.items() if k != "epoch"})))
+    if [ep for ep, _ in out] != sorted(ep for ep, _ in out):
+        raise ValueError("ladder epochs must be increasing")
+    return out
+
+
+def default_ladder(epochs, rung_fine=None):
+    """The anchors' "ladder from fine": sign L25 H20, then H24 from 3/8 of the run, exact from 3/4."""
+    first = Rung(25, 20)
+    second = rung_fine or Rung(25, 24)
+    return [(0.0, first), (0.375 * epochs, second), (0.75 * epochs, None)]

@@ -1,0 +1,279 @@
+"""The training loop: data -> model -> SGD, with the reuse schedule, metrics, checkpoints,
+resume and clean Ctrl-C.
+
+Resume is exact: batches, augmentation and dropout masks come from counter-based generators
+keyed by (seed, epoch, step) (see loader.py), and a checkpoint holds the weights, optimizer
+buffers, schedule state, position (epoch, step within it) and the partial-epoch counters. A stop
+(Ctrl-C, or `stop_after_steps`) saves last.npz after the last completed step; resuming from it
+replays the epoch's permutation from the next step, giving bit-identical weights.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+
+from ..nn import SGD, make_lr_schedule, softmax_cross_entropy
+from ..nn.backend import device_module
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import load_dataset
+from .evaluation import evaluate
+from .loader import DROPOUT, BatchLoader
+from .metrics import MetricsLog
+from .models import build_model, dropout_layers, engine_layers
+from .reuse_schedule import ReuseSchedule, Rung, default_ladder, parse_ladder
+
+PROBE = 0x9B0BE
+
+
+class StopRequest:
+    """First Ctrl-C asks the loop to stop after the current step; a second one aborts."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (Ctrl-C again to abort without saving)", file=sys.stderr)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def default_out_dir(cfg):
+    return os.path.join("runs", f"{cfg.model}-{cfg.dataset}-{cfg.reuse}-s{cfg.seed}")
+
+
+def make_schedule(cfg: TrainConfig) -> ReuseSchedule:
+    rungs = [Rung(cfg.L, cfg.H, cfg.hash, cfg.width_scale)] if cfg.reuse == "fixed" else None
+    if cfg.rungs is not None:
+        rungs = [Rung.from_dict(r) for r in cfg.rungs]
+    ladder = None
+    if cfg.reuse == "ladder":
+        ladder = parse_ladder(cfg.ladder) if cfg.ladder else default_ladder(cfg.epochs)
+    return ReuseSchedule(cfg.reuse, rungs=rungs, ladder=ladder, layers=cfg.reuse_layers,
+                         exact_tail=cfg.exact_tail, plateau_window=cfg.plateau_window,
+                         plateau_eps=cfg.plateau_eps, gap_delta=cfg.gap_delta,
+                         check_every=cfg.check_every, probe_batches=cfg.probe_batches,
+                         min_speedup=cfg.min_speedup, seed=cfg.seed)
+
+
+def _new_epoch_counters():
+    return {"loss_sum": 0.0, "correct": 0, "count": 0, "conv_time": 0.0, "rc_sum": {}, "rc_n": {}}
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, log=print):
+        self.cfg, self.log = cfg.validate(), log
+        self.xp = device_module(cfg.device)
+        if cfg.threads is not None:
+            import pyadr
+            if hasattr(pyadr, "set_num_threads"):
+                pyadr.set_num_threads(cfg.threads)
+        data = load_dataset(cfg.dataset, cfg.data_dir).limit_train(cfg.limit_train)
+        augment = cfg.augment if cfg.augment is not None else data.name == "cifar10"
+        self.data = data
+        self.train_loader = BatchLoader(data.train_images, data.train_labels, cfg.batch_size,
+                                        data.mean, data.std, seed=cfg.seed, crop_pad=4 if augment else 0,
+                                        flip=augment, xp=self.xp)
+        self.test_loader = BatchLoader(data.test_images, data.test_labels, cfg.eval_batch_size,
+                                       data.mean, data.std, shuffle=False, xp=self.xp)
+        probe_idx = np.random.default_rng([cfg.seed, PROBE]).permutation(len(data.train_images))
+        probe_idx = np.sort(probe_idx[: cfg.probe_batches * cfg.batch_size])
+        probe_loader = BatchLoader(data.train_images[probe_idx], data.train_labels[probe_idx],
+                                   cfg.batch_size, data.mean, data.std, shuffle=False, xp=self.xp, prefetch=0)
+        self.probes = [(x, y) for _, x, y in probe_loader.epoch(0)]
+        self.steps_per_epoch = len(self.train_loader)
+        self.total_steps = max(1, int(math.ceil(cfg.epochs * self.steps_per_epoch)))
+        self.model_spec = {"name": cfg.model, "in_shape": list(data.image_shape),
+                           "num_classes": data.num_classes, "width": cfg.width}
+        self.model = build_model(cfg.model, data.image_shape, data.num_classes, cfg.width, cfg.seed).to(self.xp)
+        self.layers = engine_layers(self.model)
+        self.dropouts = dropout_layers(self.model)
+        self.optimizer = SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                             weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        self.lr_at = make_lr_schedule(cfg.lr_schedule, cfg.lr, self.total_steps, self.steps_per_epoch,
+                                      cfg.lr_milestones, cfg.lr_gamma)
+        self.schedule = make_schedule(cfg)
+        self.out = cfg.out or default_out_dir(cfg)
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def _record(self, kind, counters, test):
+        c = counters
+        rc = {name: (c["rc_sum"][name] / c["rc_n"][name] if c["rc_n"].get(name) else None)
+              for name, _ in self.layers}
+        record = {"kind": kind, "epoch": round(self.global_step / self.steps_per_epoch, 6),
+                  "step": self.global_step, "wall_time": self._wall(),
+                  "train_loss": c["loss_sum"] / c["count"] if c["count"] else None,
+                  "train_acc": c["correct"] / c["count"] if c["count"] else None,
+                  "test_loss": test[0], "test_acc": test[1], "lr": self.optimizer.lr,
+                  "conv_time": c["conv_time"], "conv_time_total": self.conv_time_total,
+                  "rc": rc, "rung": self.schedule.labels()}
+        self.metrics.write(record)
+        return record
+
+    def _wall(self):
+        return time.perf_counter() - self.clock0
+
+    def _events(self, events):
+        for e in events:
+            e = dict(e, epoch=round(e["step"] / self.steps_per_epoch, 6), wall_time=self._wall())
+            self.metrics.write(e)
+            self.log(f"[reuse] step {e['step']}: {e['layer']}: {e['from']} -> {e['to']} ({e['reason']})")
+
+    def _save(self, name, epoch, step_in_epoch, counters):
+        meta = {"model_spec": self.model_spec, "config": self.cfg.to_dict(),
+                "position": {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": self.global_step},
+                "schedule": self.schedule.state_dict(), "counters": counters,
+                "totals": {"conv_time_total": self.conv_time_total, "wall_time": self._wall(),
+                           "best_acc": self.best_acc, "last_test": self.last_test},
+                "rng": {"scheme": "counter-based default_rng([seed, epoch, step, stream])",
+                        "seed": self.cfg.seed}}
+        save_checkpoint(os.path.join(self.out, name), self.model, self.optimizer, meta)
+
+    def _restore(self, path):
+        meta, model_state, opt_state = load_checkpoint(path)
+        if meta["model_spec"] != self.model_spec:
+            raise ValueError(f"checkpoint {path} holds {meta['model_spec']}, this run builds {self.model_spec}")
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(opt_state)
+        self.schedule.load_state_dict(meta["schedule"], self.model)
+        pos, totals = meta["position"], meta["totals"]
+        self.global_step = pos["global_step"]
+        self.conv_time_total, self.best_acc = totals["conv_time_total"], totals["best_acc"]
+        self.last_test = tuple(totals["last_test"])
+        self.clock0 = time.perf_counter() - totals["wall_time"]
+        return pos["epoch"], pos["step_in_epoch"], meta["counters"]
+
+    def _progress(self):
+        want = self.cfg.progress
+        if want is None:
+            want = sys.stdout.isatty()
+        if not want:
+            return None
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            if self.cfg.progress:
+                self.log("tqdm is not installed: no progress bar (pip install tqdm)")
+            return None
+        return tqdm(total=self.total_steps, initial=self.global_step, unit="step", dynamic_ncols=True)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self):
+        cfg = self.cfg
+        os.makedirs(self.out, exist_ok=True)
+        self.global_step, self.conv_time_total, self.best_acc = 0, 0.0, -1.0
+        self.last_test = (None, None)
+        self.clock0 = time.perf_counter()
+        start_epoch, start_step, counters = 0, 0, _new_epoch_counters()
+        if cfg.resume:
+            start_epoch, start_step, counters = self._restore(cfg.resume)
+            self.metrics = MetricsLog(self.out, keep_until_step=self.global_step)
+            self.log(f"resumed from {cfg.resume} at epoch {start_epoch}, step {start_step} "
+                     f"(global step {self.global_step})")
+        else:
+            self.metrics = MetricsLog(self.out)
+        with open(os.path.join(self.out, "config.json"), "w") as f:
+            json.dump(cfg.to_dict(), f, indent=2)
+        self.log(f"training {cfg.model} on {cfg.dataset} ({len(self.data.train_images)} images, "
+                 f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps), reuse={cfg.reuse}, "
+                 f"out={self.out}")
+        if not cfg.resume:
+            self._events(self.schedule.setup(self.model, self.probes, self.steps_per_epoch, self.total_steps))
+        bar = self._progress()
+        interrupted = False
+        with StopRequest() as stop:
+            for epoch in range(start_epoch, int(math.ceil(cfg.epochs))):
+                if self.global_step >= self.total_steps:
+                    break
+                step_in_epoch = start_step
+                for step_in_epoch, x, y in self.train_loader.epoch(epoch, start_step):
+                    if self.global_step >= self.total_steps:
+                        break
+                    self._train_step(epoch, step_in_epoch, x, y, counters)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{counters['loss_sum'] / counters['count']:.4f}")
+                    if cfg.eval_every and self.global_step % cfg.eval_every == 0:
+                        self.last_test = evaluate(self.model, self.test_loader, cfg.eval_reuse)[:2]
+                        rec = self._record("eval", counters, self.last_test)
+                        self.log(f"step {self.global_step}: test acc {rec['test_acc']:.4f}, "
+                                 f"train loss {rec['train_loss']:.4f}, {rec['wall_time']:.1f} s")
+                    if stop.requested or (cfg.stop_after_steps and self.global_step >= cfg.stop_after_steps):
+                        interrupted = True
+                        break
+                if interrupted:
+                    self._save("last.npz", epoch, step_in_epoch + 1, counters)
+                    self.log(f"stopped at global step {self.global_step}; resume with "
+                             f"--resume {os.path.join(self.out, 'last.npz')}")
+                    break
+                self.last_test = evaluate(self.model, self.test_loader, cfg.eval_reuse)[:2]
+                rec = self._record("epoch", counters, self.last_test)
+                self.log(f"epoch {rec['epoch']:g}: train loss {rec['train_loss']:.4f}, test loss "
+                         f"{rec['test_loss']:.4f}, test acc {rec['test_acc']:.4f}, {rec['wall_time']:.1f} s "
+                         f"(conv {rec['conv_time']:.1f} s), rc {_fmt_rc(rec['rc'])}")
+                counters, start_step = _new_epoch_counters(), 0
+                self._save("last.npz", epoch + 1, 0, counters)
+                if rec["test_acc"] > self.best_acc:
+                    self.best_acc = rec["test_acc"]
+                    self._save("best.npz", epoch + 1, 0, counters)
+        if bar is not None:
+            bar.close()
+        summary = {"out": self.out, "steps": self.global_step, "interrupted": interrupted,
+                   "test_loss": self.last_test[0], "test_acc": self.last_test[1],
+                   "wall_time": self._wall(), "conv_time": self.conv_time_total}
+        if not interrupted:
+            acc = summary["test_acc"]
+            how = "reuse" if cfg.eval_reuse else "exact"
+            self.log(f"final test accuracy {100 * acc:.2f} % ({how} convolution), wall time "
+                     f"{summary['wall_time']:.1f} s, conv time {summary['conv_time']:.1f} s")
+        return summary
+
+    def _train_step(self, epoch, step_in_epoch, x, y, counters):
+        self._events(self.schedule.before_step(self.global_step, self.steps_per_epoch))
+        self.optimizer.lr = self.lr_at(self.global_step)
+        for i, d in enumerate(self.dropouts):
+            d.rng = np.random.default_rng([self.cfg.seed, epoch, step_in_epoch, DROPOUT, i])
+        self.model.train()
+        loss, dlogits, correct = softmax_cross_entropy(self.model.forward(x), y)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss} at step {self.global_step}: "
+                                     f"lower --lr (now {self.optimizer.lr})")
+        self.model.backward(dlogits)
+        self.optimizer.step()
+        counters["loss_sum"] += loss * len(y)
+        counters["correct"] += correct
+        counters["count"] += len(y)
+        seconds = 0.0
+        for name, layer in self.layers:
+            seconds += layer.engine_seconds
+            layer.engine_seconds = 0.0
+            if layer.reuse is not None and layer.last_rc is not None:
+                counters["rc_sum"][name] = counters["rc_sum"].get(name, 0.0) + layer.last_rc
+                counters["rc_n"][name] = counters["rc_n"].get(name, 0) + 1
+        counters["conv_time"] += seconds
+        self.conv_time_total += seconds
+        self.global_step += 1
+        self._events(self.schedule.after_step(self.global_step - 1, loss, self.model, self.probes))
+
+
+def _fmt_rc(rc):
+    parts = [f"{k} {v:.3f}" for k, v in rc.items() if v is not None]
+    return ", ".join(parts) if parts else "none (exact)"

@@ -1,0 +1,75 @@
+"""The command line: train / evaluate / plot / compare, and clear errors."""
+import json
+import os
+
+import pytest
+
+from pyadr.train import cli
+
+SMALL = ["--model", "tiny", "--dataset", "synthetic", "--batch-size", "32", "--no-progress"]
+
+
+def test_train_then_resume_then_evaluate(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert cli.main(["train", *SMALL, "--epochs", "1", "--out", out, "--stop-after-steps", "5"]) == 0
+    assert "stopped at global step 5" in capsys.readouterr().out
+    assert cli.main(["train", "--resume", os.path.join(out, "last.npz")]) == 0
+    text = capsys.readouterr().out
+    assert "resumed from" in text and "final test accuracy" in text
+    assert json.load(open(os.path.join(out, "config.json")))["model"] == "tiny"
+    assert cli.main(["evaluate", os.path.join(out, "best.npz")]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert cli.main(["evaluate", os.path.join(out, "last.npz"), "--reuse", "fixed", "--L", "4", "--H", "6"]) == 0
+    assert "mean rc: conv2" in capsys.readouterr().out
+
+
+def test_config_file_and_flag_precedence(tmp_path, capsys):
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps({"model": "tiny", "dataset": "synthetic", "epochs": 3, "lr": 0.02}))
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "--config", str(conf), "--epochs", "0.5", "--out", out, "--no-progress"]) == 0
+    saved = json.load(open(os.path.join(out, "config.json")))
+    assert saved["epochs"] == 0.5 and saved["lr"] == 0.02
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--model", "resnet"], "invalid choice"),
+    (["train", "--batch-size", "many"], "invalid int value"),
+    (["train", *SMALL, "--lr", "-1"], "lr must be"),
+    (["train", *SMALL, "--H", "99"], "H must be"),
+    (["train", "--dataset", "fashion-mnist", "--data-dir", "/nonexistent/fm"], "/nonexistent/fm"),
+    (["train", "--dataset", "cifar10"], "data_dir is required"),
+    (["train", *SMALL, "--reuse", "fixed", "--reuse-layers", "conv7"], "conv7"),
+    (["train", "--resume", "/nonexistent/last.npz"], "does not exist"),
+    (["evaluate", "/nonexistent/best.npz"], "does not exist"),
+    (["plot", "/nonexistent/run"], "metrics.jsonl"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_errors_exit_nonzero_with_a_clear_message(tmp_path, capsys, argv, message):
+    argv = [a.replace("OUT", str(tmp_path)) for a in argv]
+    if argv[0] == "train" and "--out" not in argv:
+        argv += ["--out", str(tmp_path / "run")]
+    assert cli.main(argv) != 0
+    assert message in capsys.readouterr().err
+
+
+def test_compare_writes_table_and_plots_or_says_why_not(tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    argv = ["compare", *SMALL, "--epochs", "1", "--reuse", "fixed", "--L", "4", "--H", "6",
+            "--reuse-layers", "conv2", "--eval-every", "4", "--out", out]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "time saved by reuse" in text and "to target" in text
+    assert os.path.exists(os.path.join(out, "exact", "metrics.jsonl"))
+    assert os.path.exists(os.path.join(out, "fixed", "metrics.jsonl"))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "matplotlib is not installed" in text
+        assert cli.main(["plot", os.path.join(out, "fixed")]) != 0
+        assert "pip install matplotlib" in capsys.readouterr().err
+    else:
+        assert os.path.exists(os.path.join(out, "compare_accuracy.png"))
+        assert os.path.exists(os.path.join(out, "compare_reuse.png"))
+        assert cli.main(["plot", os.path.join(out, "fixed")]) == 0
+        assert os.path.exists(os.path.join(out, "fixed", "run.png"))
