@@ -1,0 +1,370 @@
+"""GPU convolution and linear layers, exact and deep-reuse (DESIGN.md "Semantics"), on CuPy arrays.
+
+Shapes: x (B, C, H, W), w (M, C, kh, kw), rows n = (b, oh, ow), N = B*OH*OW, P = OH*OW,
+K = C*kh*kw, nb = ceil(K / L) sub-matrices ("blocks"). Blocks are processed in groups of nbg so
+that the sub-vector workspace S (nbg, N, L) stays under WORKSPACE_BYTES.
+
+Exact path: im2col_kp (nimg, K, P) per chunk of images + one strided-batched cuBLAS GEMM
+(cupy.matmul); backward: GEMMs + col2im in gather form. No host-device synchronisation.
+
+Reuse forward, per block group:  im2col_blocks -> S (nbg, N, L)  ->  proj = S . planes (cuBLAS)
+  -> keys (sign_keys / l2_keys)  ->  grouping: dense table + scan (sign, small H) or stable
+  segmented argsort + boundaries + scan (otherwise)  ->  cluster ids, sorted member list `perm`,
+  cluster starts `cstart`  ->  centroids = segment_sum(S) (members summed in row order)
+  ->  Yc_j = centroids_j . Wm_j (cuBLAS, one call per block)  ->  gather_add into Y (N, M) = bias.
+Reuse backward, per group: Gamma = segment_sum(dY); dWm_j = centroids_j^T Gamma_j;
+  D_j = (Gamma_j / counts) Wm_j^T; col2im_clusters gathers dx from D. db = sum of dY rows.
+No float atomics anywhere: same inputs, same device => bit-identical outputs.
+
+Host-device synchronisations (all others are avoided):
+  1. reuse forward, once per block group: the per-block cluster counts (and the l2 error flags,
+     fetched in the same transfer) are needed on the host to size the centroid and Yc arrays, to
+     slice the per-block GEMMs, and for ctx.stats. Unavoidable: array sizes depend on the data.
+  2. hash="l2" with width=None: ReuseConfig.resolve reads mean(x**2) to set the bucket width.
+  3. hash="l2", only if two different key tuples share a 64-bit digest (never seen in practice):
+     a second read after re-sorting by the full tuples.
+  Small host->device uploads at the start of a forward (planes, l2 offsets, the column
+  permutation of the weights) are issued before any kernel of the call, so they wait for nothing.
+The backward and the exact path never synchronise.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import reference as _ref
+from .._api import _check_reuse, _pair
+from .._context import ReuseStats
+from . import _kernels as _k
+from ._context import GpuConv2dContext
+
+WORKSPACE_BYTES = 256 << 20   # bound of the largest temporary (im2col chunk, S of a block group)
+DENSE_MAX_H = 16              # sign keys with H <= 16 may use a dense 2^H table per scope group
+_ORDER = {"hwc": 0, "chw": 1}
+
+
+def _cp():
+    import cupy
+    return cupy
+
+
+def _targ(dtype):
+    return "float" if np.dtype(dtype) == np.float32 else "double"
+
+
+def _array(a, name, ndim):
+    cp = _cp()
+    if not isinstance(a, cp.ndarray):
+        raise TypeError(f"{name} must be a cupy.ndarray, got {type(a).__name__}")
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    return cp.ascontiguousarray(a)
+
+
+def _geometry(x, w, b, stride, padding, dilation):
+    B, C, H, W = x.shape
+    M, Cw, kh, kw = w.shape
+    if w.dtype != x.dtype:
+        raise TypeError(f"w must have the dtype of x ({x.dtype}), got {w.dtype}")
+    if Cw != C:
+        raise ValueError(f"w must have shape (out_channels, {C}, kh, kw) to match x's {C} channels, got {w.shape}")
+    if b is not None:
+        b = _array(b, "b", 1)
+        if b.dtype != x.dtype:
+            raise TypeError(f"b must have the dtype of x ({x.dtype}), got {b.dtype}")
+        if b.shape != (M,):
+            raise ValueError(f"b must have shape ({M},), got {b.shape}")
+    sh, sw = _pair(stride, "stride", 1)
+    ph, pw = _pair(padding, "padding", 0)
+    dh, dw = _pair(dilation, "dilation", 1)
+    OH = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    OW = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    if OH < 1 or OW < 1:
+        raise ValueError(f"the dilated kernel ({kh}, {kw}) is larger than the padded input ({H}, {W})")
+    return b, (B, C, H, W, M, kh, kw, sh, sw, ph, pw, dh, dw), OH, OW
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact path
+# ---------------------------------------------------------------------------------------------
+
+def _chunk(n, bytes_per_item):
+    return max(1, min(n, WORKSPACE_BYTES // max(bytes_per_item, 1)))
+
+
+def _exact_forward(x, w, b, geom, OH, OW):
+    cp = _cp()
+    B, C, H, W, M, kh, kw = geom[:7]
+    K, P, targ = C * kh * kw, OH * OW, _targ(x.dtype)
+    g10 = (kh, kw, OH, OW) + geom[7:]
+    Wmat = w.reshape(M, K)                                  # (M, K), "chw" columns
+    y = cp.empty((B, M, P), dtype=x.dtype)
+    nimg = _chunk(B, K * P * x.itemsize)
+    cols = cp.empty((nimg, K, P), dtype=x.dtype)
+    for b0 in range(0, B, nimg):
+        n = min(nimg, B - b0)
+        c = cols[:n]
+        _k.launch("im2col_kp", targ, n * K * P, x[b0:b0 + n], c, n, C, H, W, *g10, C * H * W, H * W, W, 1)
+        cp.matmul(Wmat, c, out=y[b0:b0 + n])                # (n, M, P)
+    if b is not None:
+        y += b[None, :, None]
+    return y.reshape(B, M, OH, OW)
+
+
+def _exact_backward(dy, ctx):
+    cp = _cp()
+    x, w = ctx._x, ctx._w
+    B, C, H, W, M, kh, kw = ctx.geom[:7]
+    OH, OW = ctx.y_shape[2:]
+    K, P, targ = C * kh * kw, OH * OW, _targ(x.dtype)
+    g10 = (kh, kw, OH, OW) + ctx.geom[7:]
+    dy3 = dy.reshape(B, M, P)
+    db = dy3.sum(axis=(0, 2)) if ctx.has_bias else None
+    WmatT = cp.ascontiguousarray(w.reshape(M, K).T)         # (K, M)
+    dWmat = cp.zeros((M, K), dtype=x.dtype)
+    dx = cp.empty_like(x)
+    nimg = _chunk(B, K * P * x.itemsize)
+    cols = cp.empty((nimg, K, P), dtype=x.dtype)
+    for b0 in range(0, B, nimg):
+        n = min(nimg, B - b0)
+        c = cols[:n]
+        _k.launch("im2col_kp", targ, n * K * P, x[b0:b0 + n], c, n, C, H, W, *g10, C * H * W, H * W, W, 1)
+        dWmat += cp.matmul(dy3[b0:b0 + n], c.transpose(0, 2, 1)).sum(axis=0)   # (M, K)
+        cp.matmul(WmatT, dy3[b0:b0 + n], out=c)                                 # dcols (n, K, P)
+        _k.launch("col2im_kp", targ, n * C * H * W, c, dx[b0:b0 + n], n, C, H, W, *g10)
+    return dx, dWmat.reshape(w.shape), db
+
+
+# ---------------------------------------------------------------------------------------------
+# Reuse path
+# ---------------------------------------------------------------------------------------------
+
+def _segment_argsort(keys, g):
+    """Flat positions sorted (stably) by key within each segment of g consecutive positions."""
+    cp = _cp()
+    local = cp.argsort(keys.reshape(-1, g), axis=-1)        # (nseg, g), stable
+    return (local + (cp.arange(local.shape[0], dtype=np.int64) * g)[:, None]).ravel()
+
+
+def _lexsort_tuples(q, g):
+    """Fallback for l2 digest collisions: stable LSD sort by every tuple entry, then segment."""
+    cp = _cp()
+    total, H = q.shape
+    perm = cp.arange(total, dtype=np.int64)
+    for h in reversed(range(H)):
+        perm = perm[cp.argsort(q[perm, h])]
+    return perm[cp.argsort(perm // g)]
+
+
+def _cluster_group(xs, strides, Pd, offs, width, cfg, geom, OH, OW, j0, nj, ids):
+    """Hashes and clusters blocks j0 .. j0+nj-1; fills ids (nj, N); returns the group's state."""
+    cp = _cp()
+    B, C, H, W, M, kh, kw = geom[:7]
+    L, Hh, targ, dt = cfg.L, cfg.H, _targ(xs.dtype), xs.dtype
+    N = B * OH * OW
+    g = OH * OW if cfg.scope == "input" else N
+    G, total = N // g, nj * N
+    S = cp.empty((nj, N, L), dtype=dt)
+    _k.launch("im2col_blocks", targ, total * L, xs, S, j0, nj, L, B, C, H, W, kh, kw, OH, OW, *geom[7:],
+              *strides, _ORDER[cfg.order])
+    proj = cp.matmul(S.reshape(total, L), Pd)               # (total, H)
+    err = cp.zeros(1, dtype=np.int32)
+    flag = None
+    if cfg.hash == "sign":
+        keys = cp.empty(total, dtype=np.uint64)
+        _k.launch("sign_keys", targ, total, proj, keys, total, Hh)
+        if Hh <= DENSE_MAX_H and (1 << Hh) <= 2 * g:
+            table = cp.zeros((total // g) << Hh, dtype=np.int32)    # (segments, 2^H)
+            _k.launch("dense_mark", "long long", total, keys, table, total, g, Hh)
+            scan = cp.cumsum(table, dtype=np.int64)
+            blk_end = scan[(G << Hh) - 1::G << Hh]                   # (nj,) clusters up to each block
+        else:
+            perm = _segment_argsort(keys, g)
+            flag = cp.empty(total, dtype=np.int32)
+            _k.launch("sign_boundaries", "long long", total, keys, perm, flag, total, g)
+    else:
+        q = cp.empty((total, Hh), dtype=np.int64)
+        digest = cp.empty(total, dtype=np.uint64)
+        _k.launch("l2_keys", targ, total, proj, offs, width, q, digest, err, total, Hh)
+        perm = _segment_argsort(digest, g)
+        flag = cp.empty(total, dtype=np.int32)
+        _k.launch("l2_boundaries", "long long", total, q, digest, perm, flag, err, total, g, Hh, 1)
+    if flag is not None:
+        cid = cp.cumsum(flag, dtype=np.int64)
+        blk_end = cid[N - 1::N]
+    # --- synchronisation 1: cluster counts (and error flags) to the host -----------------------
+    host = cp.concatenate([blk_end, err.astype(np.int64)]).get()
+    if host[-1] & 1:
+        raise ValueError("l2 hashing: a projection is not finite or too large for the bucket width (x contains "
+                         "NaN/Inf, or width is too small)")
+    if host[-1] & 2:   # digest collision: sort by the full tuples (synchronisation 3)
+        perm = _lexsort_tuples(q, g)
+        _k.launch("l2_boundaries", "long long", total, q, digest, perm, flag, err, total, g, Hh, 0)
+        cid = cp.cumsum(flag, dtype=np.int64)
+        blk_end = cid[N - 1::N]
+        host = blk_end.get()
+    ends = np.asarray(host[:nj], dtype=np.int64)
+    nct = int(ends[-1])
+    boff_host = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+    boff = cp.concatenate([cp.zeros(1, dtype=np.int64), blk_end[:-1]])
+    if flag is None:    # dense path: ids from the scanned table, then the sorted member list
+        gid = cp.empty(total, dtype=np.int64)
+        counts = cp.zeros(nct, dtype=np.int32)
+        _k.launch("dense_ids", "long long", total, keys, scan, boff, ids, gid, counts, total, N, g, Hh)
+        perm = cp.argsort(gid)                                       # stable: members in row order
+        cstart = cp.zeros(nct + 1, dtype=np.int64)
+        cstart[1:] = cp.cumsum(counts, dtype=np.int64)
+    else:
+        cstart = cp.empty(nct + 1, dtype=np.int64)
+        cstart[nct:] = total
+        _k.launch("assign_ids", "long long", total, flag, cid, perm, boff, ids, cstart, total, N)
+        counts = cp.diff(cstart).astype(np.int32)
+    cent = cp.empty((nct, L), dtype=dt)
+    _k.launch("segment_sum", targ, nct * L, S.reshape(total, L), perm, cstart, cent, nct, L, total, 1)
+    return {"j0": j0, "nj": nj, "perm": perm, "cstart": cstart, "counts": counts, "cent": cent,
+            "boff": boff, "boff_host": boff_host, "nc_host": np.diff(np.concatenate([[0], ends]))}
+
+
+def _reuse_forward(x, w, b, geom, OH, OW, cfg, ctx):
+    cp = _cp()
+    B, C, H, W, M, kh, kw = geom[:7]
+    K, N, L, dt, targ = C * kh * kw, B * OH * OW, cfg.L, x.dtype, _targ(x.dtype)
+    planes, offsets, width = cfg.resolve(K, x=x)            # l2 + width=None: synchronisation 2
+    planes = np.ascontiguousarray(planes, dtype=dt)
+    offsets = None if offsets is None else np.ascontiguousarray(offsets, dtype=dt)
+    Pd = cp.asarray(planes)                                 # (L, H)
+    offs = None if offsets is None else cp.asarray(offsets)
+    colperm = cp.asarray(_ref.column_permutation(C, kh, kw, cfg.order))
+    nb = -(-K // L)
+    Wm = cp.zeros((nb * L, M), dtype=dt)                    # (nb*L, M), rows in `order`, zero-padded
+    Wm[:K] = w.reshape(M, K)[:, colperm].T
+    if cfg.order == "hwc" and C > 1 and H * W > 1:          # NHWC copy: coalesced sub-vector gathers
+        xs, strides = cp.ascontiguousarray(x.transpose(0, 2, 3, 1)), (H * W * C, 1, W * C, C)
+    else:
+        xs, strides = x, (C * H * W, H * W, W, 1)
+    nbg = max(1, min(nb, WORKSPACE_BYTES // (N * L * x.itemsize), (2 ** 31 - 1) // N))
+    Y = cp.empty((N, M), dtype=dt)                          # rows (b, oh, ow)
+    Y[...] = 0 if b is None else b
+    ids = cp.empty((nb, N), dtype=np.int32)
+    groups = []
+    for j0 in range(0, nb, nbg):
+        nj = min(nbg, nb - j0)
+        grp = _cluster_group(xs, strides, Pd, offs, width, cfg, geom, OH, OW, j0, nj, ids[j0:j0 + nj])
+        Yc = cp.empty((grp["cent"].shape[0], M), dtype=dt)  # (nct, M)
+        for jb in range(nj):
+            s, e, k0 = grp["boff_host"][jb], grp["boff_host"][jb] + grp["nc_host"][jb], (j0 + jb) * L
+            cp.matmul(grp["cent"][s:e], Wm[k0:k0 + L], out=Yc[s:e])
+        _k.launch("gather_add", targ, N * M, Yc, ids[j0:j0 + nj], grp["boff"], Y, nj, N, M)
+        groups.append(grp)
+    y = cp.ascontiguousarray(Y.reshape(B, OH * OW, M).transpose(0, 2, 1)).reshape(B, M, OH, OW)
+    clusters = np.concatenate([grp["nc_host"] for grp in groups]).astype(np.int64)
+    nbytes = ids.nbytes + Wm.nbytes + sum(grp[k].nbytes for grp in groups
+                                          for k in ("perm", "cstart", "counts", "cent", "boff"))
+    ctx._gpu = {"ids": ids, "groups": groups, "Wm": Wm, "colperm": colperm, "nblocks": nb, "L": L, "K": K,
+                "order": _ORDER[cfg.order], "nbytes": nbytes}
+    ctx.planes, ctx.offsets, ctx.width = planes, offsets, width
+    ctx.stats = ReuseStats(rc=float(np.mean(clusters / N)), clusters=clusters, rows=N, L=L, nbytes=nbytes)
+    return y
+
+
+def _reuse_backward(dy, ctx):
+    cp = _cp()
+    st = ctx._gpu
+    B, C, H, W, M, kh, kw = ctx.geom[:7]
+    OH, OW = ctx.y_shape[2:]
+    N, L, K, targ, dt = B * OH * OW, st["L"], st["K"], _targ(ctx.dtype), ctx.dtype
+    dY = cp.ascontiguousarray(dy.reshape(B, M, OH * OW).transpose(0, 2, 1)).reshape(N, M)
+    db = dY.sum(axis=0) if ctx.has_bias else None
+    Wm = st["Wm"]
+    dWm = cp.zeros_like(Wm)                                 # (nb*L, M)
+    dx = cp.zeros((B, C, H, W), dtype=dt)
+    for grp in st["groups"]:
+        nct, j0, nj = grp["cent"].shape[0], grp["j0"], grp["nj"]
+        gam = cp.empty((nct, M), dtype=dt)                  # Gamma: cluster sums of dY
+        _k.launch("segment_sum", targ, nct * M, dY, grp["perm"], grp["cstart"], gam, nct, M, N, 0)
+        gm = gam / grp["counts"].astype(dt)[:, None]
+        D = cp.empty((nct, L), dtype=dt)
+        for jb in range(nj):
+            s, e, k0 = grp["boff_host"][jb], grp["boff_host"][jb] + grp["nc_host"][jb], (j0 + jb) * L
+            cp.matmul(grp["cent"][s:e].T, gam[s:e], out=dWm[k0:k0 + L])
+            cp.matmul(gm[s:e], Wm[k0:k0 + L].T, out=D[s:e])
+        _k.launch("col2im_clusters", targ, dx.size, D, st["ids"][j0:j0 + nj], grp["boff"], dx, j0, nj, L,
+                  B, C, H, W, kh, kw, OH, OW, *ctx.geom[7:], st["order"])
+    dwm = cp.empty((M, K), dtype=dt)
+    dwm[:, st["colperm"]] = dWm[:K].T
+    return dx, dwm.reshape(M, C, kh, kw), db
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points (same contract as pyadr.conv2d_forward & co., CuPy in, CuPy out)
+# ---------------------------------------------------------------------------------------------
+
+def _forward(x, w, b, stride, padding, dilation, reuse, kind):
+    _check_reuse(reuse)
+    b, geom, OH, OW = _geometry(x, w, b, stride, padding, dilation)
+    ctx = GpuConv2dContext(kind, geom, x.dtype, (geom[0], geom[4], OH, OW), b is not None, reuse)
+    with x.device:
+        if reuse is None:
+            ctx._x, ctx._w = x, w
+            return _exact_forward(x, w, b, geom, OH, OW), ctx
+        y = _reuse_forward(x, w, b, geom, OH, OW, reuse, ctx)
+    return y, ctx
+
+
+def _backward(dy, ctx, kind, fn_name):
+    if not isinstance(ctx, GpuConv2dContext) or ctx.kind != kind:
+        raise TypeError(f"ctx must be the context returned by pyadr.gpu.{fn_name}, got {type(ctx).__name__}"
+                        + (f" of a {ctx.kind} call" if isinstance(ctx, GpuConv2dContext) else ""))
+    if dy.dtype != ctx.dtype:
+        raise TypeError(f"dy must have the dtype of the forward call ({ctx.dtype}), got {dy.dtype}")
+    if tuple(dy.shape) != tuple(ctx.y_shape):
+        raise ValueError(f"dy must have the shape of the forward output {ctx.y_shape}, got {dy.shape}; "
+                         f"is ctx from another call?")
+    with dy.device:
+        if ctx._gpu is None:
+            return _exact_backward(dy, ctx)
+        return _reuse_backward(dy, ctx)
+
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, reuse=None):
+    """pyadr.conv2d_forward on CuPy arrays: y (B, M, OH, OW) CuPy, ctx a GpuConv2dContext."""
+    return _forward(_array(x, "x", 4), _array(w, "w", 4), b, stride, padding, dilation, reuse, "conv2d")
+
+
+def conv2d_backward(dy, ctx):
+    """(dx, dw, db) CuPy arrays; db is None when the forward had no bias."""
+    return _backward(_array(dy, "dy", 4), ctx, "conv2d", "conv2d_forward")
+
+
+def linear_forward(x, w, b=None, reuse=None):
+    """y = x w^T + b on CuPy arrays; x (B, in), w (out, in); rows (samples) are clustered."""
+    x, w = _array(x, "x", 2), _array(w, "w", 2)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"w must have shape (out_features, {x.shape[1]}) to match x, got {w.shape}")
+    if reuse is None:                                       # plain GEMM, no im2col
+        _check_reuse(reuse)
+        b, geom, _, _ = _geometry(x[:, :, None, None], w[:, :, None, None], b, 1, 0, 1)
+        ctx = GpuConv2dContext("linear", geom, x.dtype, (x.shape[0], w.shape[0], 1, 1), b is not None, None)
+        ctx._x, ctx._w = x, w
+        with x.device:
+            y = x @ w.T
+            if b is not None:
+                y += b
+        return y, ctx
+    y, ctx = _forward(x[:, :, None, None], w[:, :, None, None], b, 1, 0, 1, reuse, "linear")
+    return y[:, :, 0, 0], ctx
+
+
+def linear_backward(dy, ctx):
+    """(dx (B, in), dw (out, in), db (out,) or None) as CuPy arrays."""
+    dy = _array(dy, "dy", 2)
+    if isinstance(ctx, GpuConv2dContext) and ctx.kind == "linear" and ctx._gpu is None:
+        if dy.dtype != ctx.dtype or tuple(dy.shape) != tuple(ctx.y_shape[:2]):
+            _backward(dy[:, :, None, None], ctx, "linear", "linear_forward")   # raises the right error
+        with dy.device:
+            return dy @ ctx._w, dy.T @ ctx._x, (dy.sum(axis=0) if ctx.has_bias else None)
+    dx, dw, db = _backward(dy[:, :, None, None], ctx, "linear", "linear_forward")
+    return dx[:, :, 0, 0], dw[:, :, 0, 0], db
