@@ -25,12 +25,20 @@ def _native():
     return nat
 
 
+def _is_cupy(a):
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def _gpu():
+    from . import gpu  # CuPy itself is imported by pyadr.gpu only when a kernel runs
+    if not gpu.is_available():
+        raise TypeError(f"CuPy arrays need pyadr's GPU backend, which is unavailable: {gpu.why_unavailable()}")
+    return gpu
+
+
 def _array(a, name, ndim):
     if not isinstance(a, np.ndarray):
-        mod = type(a).__module__.split(".")[0]
-        if mod == "cupy":
-            raise TypeError(f"{name} is a CuPy array: the GPU backend is not available in this build of pyadr")
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+        raise TypeError(f"{name} must be a numpy.ndarray (or a CuPy array), got {type(a).__name__}")
     if a.dtype not in _DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
     if a.ndim != ndim:
@@ -133,6 +141,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, reuse=None):
     conv2d_backward; with reuse, ctx.stats.rc is the remaining ratio and ctx.planes (ctx.offsets,
     ctx.width for hash="l2") the hashing parameters used.
     """
+    if _is_cupy(x):
+        return _gpu().conv2d_forward(x, w, b, stride, padding, dilation, reuse)
     x = _array(x, "x", 4)
     w = _array(w, "w", 4)
     return _conv_forward(x, w, b, stride, padding, dilation, reuse, "conv2d")
@@ -144,12 +154,16 @@ def conv2d_backward(dy, ctx):
     With reuse this is the exact derivative of the reuse forward with its clusters held fixed.
     db is None when the forward had no bias.
     """
+    if getattr(ctx, "device", "cpu") == "gpu":
+        return _gpu().conv2d_backward(dy, ctx)
     dy = _array(dy, "dy", 4)
     return _conv_backward(dy, ctx, "conv2d", "conv2d_forward")
 
 
 def linear_forward(x, w, b=None, reuse=None):
     """Fully connected layer y = x w^T + b; x (B, in), w (out, in); rows (samples) are clustered."""
+    if _is_cupy(x):
+        return _gpu().linear_forward(x, w, b, reuse)
     x = _array(x, "x", 2)
     w = _array(w, "w", 2)
     if w.shape[1] != x.shape[1]:
@@ -160,6 +174,8 @@ def linear_forward(x, w, b=None, reuse=None):
 
 def linear_backward(dy, ctx):
     """Gradients (dx (B, in), dw (out, in), db (out,) or None) of linear_forward."""
+    if getattr(ctx, "device", "cpu") == "gpu":
+        return _gpu().linear_backward(dy, ctx)
     dy = _array(dy, "dy", 2)
     dx, dw, db = _conv_backward(dy[:, :, None, None], ctx, "linear", "linear_forward")
     return dx[:, :, 0, 0], dw[:, :, 0, 0], db

@@ -34,6 +34,8 @@ class Conv2dContext:
     centroids and the reordered weights (never the im2col matrix).
     """
 
+    device = "cpu"
+
     def __init__(self, kind, geom, dtype, y_shape, has_bias, reuse):
         self.kind = kind
         self.geom = geom

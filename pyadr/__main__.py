@@ -1,0 +1,52 @@
+"""Command line: `pyadr <command>` or `python -m pyadr <command>`.
+
+  train / compare / plot / evaluate   the standalone trainer (pyadr.train)
+  bench                               kernel benchmark tables on real Fashion-MNIST activations
+  export                              trainer checkpoint -> binary weights for the edge build
+  config                              show_config(): GEMM, OpenMP threads, SIMD, GPU
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+_COMMANDS = {
+    "train": ("pyadr.train.cli", "main", True),
+    "compare": ("pyadr.train.cli", "main", True),
+    "plot": ("pyadr.train.cli", "main", True),
+    "evaluate": ("pyadr.train.cli", "main", True),
+    "bench": ("pyadr.bench_table", "main", False),
+    "export": ("pyadr.export", "main", False),
+}
+
+
+def _usage(out):
+    print(__doc__.strip(), file=out)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        _usage(sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "config":
+        import pyadr
+        pyadr.show_config()
+        return 0
+    if cmd not in _COMMANDS:
+        print(f"pyadr: unknown command {cmd!r}; choose from config, {', '.join(_COMMANDS)}", file=sys.stderr)
+        return 2
+    module, func, pass_cmd = _COMMANDS[cmd]
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        print(f"pyadr: command {cmd!r} is not available in this build", file=sys.stderr)
+        return 2
+    return int(getattr(mod, func)(([cmd] if pass_cmd else []) + rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
