@@ -12,6 +12,10 @@ try:
 
     settings.register_profile("pyadr", deadline=None, derandomize=True,
                               suppress_health_check=[HealthCheck.too_slow])
+    # PYADR_HYPOTHESIS_PROFILE=explore: random (not derandomized) examples; combine with
+    # PYADR_HYPOTHESIS_SCALE=10 (see test_properties.py) for a longer search.
+    settings.register_profile("explore", deadline=None, derandomize=False,
+                              suppress_health_check=[HealthCheck.too_slow])
     settings.load_profile(os.environ.get("PYADR_HYPOTHESIS_PROFILE", "pyadr"))
 except ImportError:  # pragma: no cover - hypothesis is a test dependency
     pass
