@@ -13,6 +13,7 @@
  *
  * Usage: pyadr_edge [--weights FILE] [--images FILE.idx] [--labels FILE.idx] [--batch N]
  *                   [--reps R] [--L L] [--H H] [--threads T] [--cache] [--seed S]
+ *                   [--dump FILE]   (writes the inputs and the exact logits, raw float32)
  */
 #include <float.h>
 #include <math.h>
@@ -345,7 +346,7 @@ static size_t argmax(const float* v, size_t n) {
 }
 
 int main(int argc, char** argv) {
-  const char *weights = NULL, *images = NULL, *labels = NULL;
+  const char *weights = NULL, *images = NULL, *labels = NULL, *dump = NULL;
   size_t batch = 64, reps = 5, i, r, classes, cap, Hc, Wc;
   int L = 32, H = 10, threads = 0, use_cache = 0, conv2 = -1, li;
   unsigned long long seed = 0;
@@ -366,6 +367,7 @@ int main(int argc, char** argv) {
     if (!strcmp(a, "--weights")) weights = v;
     else if (!strcmp(a, "--images")) images = v;
     else if (!strcmp(a, "--labels")) labels = v;
+    else if (!strcmp(a, "--dump")) dump = v;
     else if (!strcmp(a, "--batch")) batch = (size_t)strtoul(v, NULL, 10);
     else if (!strcmp(a, "--reps")) reps = (size_t)strtoul(v, NULL, 10);
     else if (!strcmp(a, "--L")) L = atoi(v);
@@ -488,6 +490,13 @@ int main(int argc, char** argv) {
   if (lab)
     printf("accuracy      : exact %.2f %%, reuse %.2f %%\n", 100.0 * (double)correct_e / (double)batch,
            100.0 * (double)correct_r / (double)batch);
+  if (dump) { /* inputs then exact logits, raw float32 (host order), for cross-checks */
+    FILE* f = fopen(dump, "wb");
+    if (!f) die("cannot open the --dump file");
+    fwrite(x, sizeof(float), batch * (size_t)m.in_c * m.in_h * m.in_w, f);
+    fwrite(ye, sizeof(float), batch * classes, f);
+    fclose(f);
+  }
   if (orr.cache) {
     pyadr_reuse_cache_stats st;
     check(pyadr_reuse_cache_get_stats(orr.cache, &st), "cache stats");
