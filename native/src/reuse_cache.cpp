@@ -83,7 +83,7 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
     }
 
   // Phase 1, blocks in parallel (each owns its table): keys, lookups, sums of new clusters.
-  const int nt = static_cast<int>(std::min<int64_t>(num_threads(), nb));
+  [[maybe_unused]] const int nt = static_cast<int>(std::min<int64_t>(num_threads(), nb));
   std::string err;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
@@ -163,7 +163,7 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
 
   // Phase 3, rows in parallel: y[n] = b + sum_j P_j[id_j(n)].
   const int64_t ntiles = (N + 63) / 64;
-  const int nt3 = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads(), ntiles)));
+  [[maybe_unused]] const int nt3 = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads(), ntiles)));
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt3)
 #endif
