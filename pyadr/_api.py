@@ -192,3 +192,14 @@ def set_num_threads(n):
 
 def get_num_threads():
     return _native().get_threads()
+
+
+# ---- framework interop (pyadr/_interop.py) -------------------------------------------------------
+# PyTorch tensors, JAX arrays and other CPU DLPack producers are converted to NumPy without a copy
+# and results are handed back in the caller's kind. NumPy/CuPy calls take the unchanged path above.
+from ._interop import dlpack_boundary as _dlpack_boundary  # noqa: E402
+
+conv2d_forward = _dlpack_boundary(conv2d_forward, ("x", "w", "b"))
+conv2d_backward = _dlpack_boundary(conv2d_backward, ("dy",))
+linear_forward = _dlpack_boundary(linear_forward, ("x", "w", "b"))
+linear_backward = _dlpack_boundary(linear_backward, ("dy",))

@@ -1,0 +1,184 @@
+/* pyadr C API: exact and deep-reuse convolution / linear layers for C and other languages.
+ *
+ * Pure C (C99) interface over the C++17 core (pyadr/core.hpp). Link with pyadr::core
+ * (find_package(pyadr) in CMake) and the C++ runtime. Semantics are those of DESIGN.md
+ * ("Semantics"): NCHW tensors, weights (M, C, kh, kw) as in PyTorch, im2col rows ordered
+ * (b, oh, ow), sub-vectors of length L in "hwc" or "chw" column order, sign or l2 LSH.
+ *
+ * Conventions
+ *   - Every function returns a pyadr_status; PYADR_OK (0) on success. On failure, nothing the
+ *     caller owns has been freed, outputs may be partially written, and pyadr_last_error()
+ *     returns a message naming the problem (thread-local: each thread sees its own last error).
+ *   - No C++ exception ever crosses this boundary.
+ *   - Arrays are dense, C-contiguous, in the dtype of the function: float for the plain names,
+ *     double for the *_f64 names. Outputs are caller-allocated; the library allocates its own
+ *     workspaces internally (tiles, cluster tables, the reuse state kept for the backward).
+ *   - Thread safety: distinct calls may run concurrently on distinct outputs. A context may be
+ *     used by one backward call at a time.
+ */
+#ifndef PYADR_PYADR_H
+#define PYADR_PYADR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32) && defined(PYADR_SHARED)
+#  define PYADR_API __declspec(dllimport)
+#else
+#  define PYADR_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes ------------------------------------------------------------------------ */
+typedef enum pyadr_status {
+  PYADR_OK = 0,
+  PYADR_ERR_INVALID_ARGUMENT = 1, /* bad shape, null pointer, bad config, wrong context kind */
+  PYADR_ERR_OUT_OF_MEMORY = 2,    /* an internal allocation failed */
+  PYADR_ERR_INTERNAL = 3          /* a bug or an unexpected failure; see pyadr_last_error() */
+} pyadr_status;
+
+/* Message of the last failed call on this thread ("" if none). Valid until the next pyadr call
+ * on this thread. Never NULL. */
+PYADR_API const char* pyadr_last_error(void);
+
+/* Clears this thread's last error message. */
+PYADR_API void pyadr_clear_error(void);
+
+/* Library version, e.g. "0.1.0". Static string. */
+PYADR_API const char* pyadr_version(void);
+
+/* Threads used by the kernels (n >= 1). Default: OpenMP's max threads (OMP_NUM_THREADS), 1
+ * without OpenMP. Returns PYADR_ERR_INVALID_ARGUMENT for n < 1. */
+PYADR_API pyadr_status pyadr_set_num_threads(int n);
+
+/* Threads the kernels will use. */
+PYADR_API int pyadr_get_num_threads(void);
+
+/* 1 if the library was built with OpenMP, else 0. */
+PYADR_API int pyadr_openmp_enabled(void);
+
+/* SIMD level the kernels dispatch to at run time: "avx512", "avx2" or "baseline". */
+PYADR_API const char* pyadr_simd_level(void);
+
+/* ---- geometry ---------------------------------------------------------------------------- */
+/* One convolution: x (batch, in_channels, height, width), w (out_channels, in_channels,
+ * kernel_h, kernel_w), y (batch, out_channels, OH, OW) with
+ *   OH = (height + 2*pad_h - dilation_h*(kernel_h-1) - 1) / stride_h + 1   (same for OW).
+ * Use pyadr_conv_geom_init() to get stride 1, padding 0, dilation 1 defaults. */
+typedef struct pyadr_conv_geom {
+  int64_t batch, in_channels, height, width;
+  int64_t out_channels, kernel_h, kernel_w;
+  int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+} pyadr_conv_geom;
+
+/* Fills *g with the given shapes, stride 1, padding 0, dilation 1. g must not be NULL. */
+PYADR_API void pyadr_conv_geom_init(pyadr_conv_geom* g, int64_t batch, int64_t in_channels, int64_t height,
+                                    int64_t width, int64_t out_channels, int64_t kernel_h, int64_t kernel_w);
+
+/* Validates *g and writes the output height/width (either pointer may be NULL). */
+PYADR_API pyadr_status pyadr_conv2d_output_shape(const pyadr_conv_geom* g, int64_t* out_h, int64_t* out_w);
+
+/* ---- deep-reuse configuration ------------------------------------------------------------ */
+typedef enum pyadr_order { PYADR_ORDER_HWC = 0, PYADR_ORDER_CHW = 1 } pyadr_order;
+typedef enum pyadr_hash { PYADR_HASH_SIGN = 0, PYADR_HASH_L2 = 1 } pyadr_hash;
+typedef enum pyadr_scope { PYADR_SCOPE_BATCH = 0, PYADR_SCOPE_INPUT = 1 } pyadr_scope;
+
+/* How a layer clusters its neuron sub-vectors (DESIGN.md, "Semantics").
+ *   L        sub-vector length, 1 <= L <= K (K = in_channels*kernel_h*kernel_w, or in_features)
+ *   H        number of hash functions, 1 <= H <= 64
+ *   order    PYADR_ORDER_HWC (default) or PYADR_ORDER_CHW column order of a row
+ *   hash     PYADR_HASH_SIGN: bit h = [x . planes[:, h] > 0]
+ *            PYADR_HASH_L2:   q_h = floor((x . planes[:, h] + offsets[h]) / width)
+ *   scope    PYADR_SCOPE_BATCH (cluster all rows) or PYADR_SCOPE_INPUT (each image alone)
+ *   planes   (L, H) row-major doubles, required (converted to the call's dtype internally, so a
+ *            float32 call gives the same result as Python's pyadr with the same planes)
+ *   offsets  (H) doubles in [0, width), required for L2, ignored for sign
+ *   width    L2 bucket width (finite, > 0), ignored for sign
+ * The struct only borrows planes/offsets for the duration of a call. */
+typedef struct pyadr_reuse_config {
+  int L, H;
+  int order;
+  int hash;
+  int scope;
+  const double* planes;
+  const double* offsets;
+  double width;
+} pyadr_reuse_config;
+
+/* Fills *cfg with L, H, the given planes, order "hwc", sign hash, scope "batch". */
+PYADR_API void pyadr_reuse_config_init(pyadr_reuse_config* cfg, int L, int H, const double* planes);
+
+/* Writes L*H standard-normal numbers to planes, drawn from `seed` with a portable generator
+ * (splitmix64 + Box-Muller). Deterministic across platforms, but NOT the stream Python's
+ * ReuseConfig(seed=...) draws: to reproduce a Python run pass ctx.planes explicitly. */
+PYADR_API pyadr_status pyadr_random_planes(double* planes, int L, int H, uint64_t seed);
+
+/* ---- contexts ---------------------------------------------------------------------------- */
+/* What a forward call keeps for its backward. Opaque; free with pyadr_context_free().
+ * An exact context BORROWS the caller's x and w: they must stay alive and unchanged until the
+ * backward. A reuse context owns its state (cluster ids, counts, centroids, reordered weights;
+ * never the im2col matrix) and borrows nothing. */
+typedef struct pyadr_context pyadr_context;
+
+/* Frees a context; NULL is a no-op. */
+PYADR_API void pyadr_context_free(pyadr_context* ctx);
+
+/* 1 if ctx comes from a reuse call, 0 if exact (or ctx is NULL). */
+PYADR_API int pyadr_context_is_reuse(const pyadr_context* ctx);
+
+/* Remaining ratio rc of a reuse context (mean over sub-matrices of clusters / rows); 1.0 for an
+ * exact context. */
+PYADR_API pyadr_status pyadr_context_remaining_ratio(const pyadr_context* ctx, double* rc);
+
+/* Number of sub-matrices and, for sub-matrix j, its clusters (reuse contexts only). */
+PYADR_API pyadr_status pyadr_context_blocks(const pyadr_context* ctx, int64_t* nblocks);
+PYADR_API pyadr_status pyadr_context_clusters(const pyadr_context* ctx, int64_t j, int64_t* clusters);
+
+/* Bytes the context holds for the backward (borrowed inputs not counted). */
+PYADR_API pyadr_status pyadr_context_bytes(const pyadr_context* ctx, size_t* bytes);
+
+/* ---- convolution ------------------------------------------------------------------------- */
+/* y = conv2d(x, w) + b. x, w, y required; b may be NULL (no bias). reuse NULL: exact
+ * convolution; otherwise deep reuse with *reuse. ctx may be NULL when no backward is needed
+ * (inference); else *ctx receives a new context (set to NULL on failure). */
+PYADR_API pyadr_status pyadr_conv2d_forward(const pyadr_conv_geom* g, const float* x, const float* w,
+                                            const float* b, const pyadr_reuse_config* reuse, float* y,
+                                            pyadr_context** ctx);
+PYADR_API pyadr_status pyadr_conv2d_forward_f64(const pyadr_conv_geom* g, const double* x, const double* w,
+                                                const double* b, const pyadr_reuse_config* reuse, double* y,
+                                                pyadr_context** ctx);
+
+/* Gradients of the forward that made ctx, for upstream gradient dy (batch, out_channels, OH, OW).
+ * dx (like x), dw (like w), db (out_channels) may each be NULL when not wanted. With reuse this is
+ * the exact derivative of the reuse forward with its clusters held fixed; db is always exact.
+ * The dtype must match the forward's (PYADR_ERR_INVALID_ARGUMENT otherwise). */
+PYADR_API pyadr_status pyadr_conv2d_backward(const pyadr_context* ctx, const float* dy, float* dx, float* dw,
+                                             float* db);
+PYADR_API pyadr_status pyadr_conv2d_backward_f64(const pyadr_context* ctx, const double* dy, double* dx,
+                                                 double* dw, double* db);
+
+/* ---- linear ------------------------------------------------------------------------------ */
+/* y (batch, out_features) = x (batch, in_features) . w^T (w: (out_features, in_features)) + b.
+ * Rows (samples) are clustered for reuse; K = in_features. Otherwise as pyadr_conv2d_forward. */
+PYADR_API pyadr_status pyadr_linear_forward(int64_t batch, int64_t in_features, int64_t out_features,
+                                            const float* x, const float* w, const float* b,
+                                            const pyadr_reuse_config* reuse, float* y, pyadr_context** ctx);
+PYADR_API pyadr_status pyadr_linear_forward_f64(int64_t batch, int64_t in_features, int64_t out_features,
+                                                const double* x, const double* w, const double* b,
+                                                const pyadr_reuse_config* reuse, double* y,
+                                                pyadr_context** ctx);
+
+/* Gradients of pyadr_linear_forward: dx (batch, in), dw (out, in), db (out); each may be NULL. */
+PYADR_API pyadr_status pyadr_linear_backward(const pyadr_context* ctx, const float* dy, float* dx, float* dw,
+                                             float* db);
+PYADR_API pyadr_status pyadr_linear_backward_f64(const pyadr_context* ctx, const double* dy, double* dx,
+                                                 double* dw, double* db);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* PYADR_PYADR_H */

@@ -1,0 +1,70 @@
+// Inference deep-reuse cache (the ICS 2019 "Deep Reuse" setting): for a convolution with frozen
+// weights, keep the products centroid . Wm[block j] of every cluster seen so far, keyed by the
+// cluster's LSH key per sub-matrix j, so that a stream of inputs reuses earlier products.
+//
+// One call (forward) on a batch:
+//   1. for every sub-matrix j and row n: sign key of the sub-vector (DESIGN.md "sign" hash, the
+//      same planes for every block, a shorter last block uses the first rows); a key already in
+//      block j's table is a hit and its stored product is reused;
+//   2. rows whose key is new are grouped by key; each new cluster's centroid is the mean of its
+//      members in this call, its product centroid . Wm_j (one GEMM per block for all new
+//      clusters) is stored under the key;
+//   3. y[n] = b + sum_j P_j[key_j(n)].
+// On an empty cache a call equals conv2d_forward_reuse with scope "batch" (same clusters, same
+// centroids). A cluster's product is never updated afterwards: later members reuse the centroid
+// of the call that first saw the key. When a block's table holds more than max_entries products
+// it is emptied at the start of the next call (max_entries 0: unbounded).
+// Sign hashing only; order "hwc" or "chw"; scope is ignored (always the whole batch + history).
+// Not thread-safe: one forward at a time per cache (it uses the kernels' threads inside).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "pyadr/core.hpp"
+
+namespace pyadr {
+
+struct ReuseCacheStats {
+  int64_t entries = 0;   // stored products, all blocks
+  int64_t lookups = 0;   // sub-vectors looked up (rows x blocks), all calls
+  int64_t hits = 0;      // of which found a stored product
+  int64_t calls = 0;
+  double last_rc = 0;    // last call: mean over blocks of (new clusters) / rows
+};
+
+template <class T>
+class ReuseCache {
+ public:
+  // g: the layer's geometry; g.B is ignored (every call gives its batch). w (M, C, kh, kw) and
+  // b (M) or null are copied; p.planes (L, H) is copied. Throws Error on bad arguments.
+  ReuseCache(const ConvGeom& g, const T* w, const T* b, const ReuseParams<T>& p, int64_t max_entries = 0);
+  // x (batch, C, H, W) -> y (batch, M, OH, OW).
+  void forward(int64_t batch, const T* x, T* y);
+  void clear();
+  const ReuseCacheStats& stats() const { return stats_; }
+  const ConvGeom& geometry() const { return g_; }
+
+ private:
+  struct Block {
+    int64_t k0 = 0, len = 0;
+    std::vector<int64_t> c, i, j;                 // input channel / kernel row / column per column
+    std::unordered_map<uint64_t, int32_t> table;  // key -> product index
+    std::vector<T> products;                      // (entries, M)
+  };
+  ConvGeom g_;
+  int L_ = 0, H_ = 0;
+  std::vector<T> planes_;  // (L, H)
+  std::vector<T> Wm_;      // (K, M), rows in `order`
+  std::vector<T> bias_;    // (M) or empty
+  std::vector<Block> blocks_;
+  int64_t max_entries_ = 0;
+  ReuseCacheStats stats_;
+};
+
+extern template class ReuseCache<float>;
+extern template class ReuseCache<double>;
+
+}  // namespace pyadr

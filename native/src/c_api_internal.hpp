@@ -1,0 +1,44 @@
+// Shared by the C API translation units: thread-local last error and the exception guard.
+#pragma once
+
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "pyadr/core.hpp"
+#include "pyadr/pyadr.h"
+
+namespace pyadr_capi {
+
+inline thread_local std::string g_last_error;
+
+inline pyadr_status fail(pyadr_status s, const std::string& msg) {
+  g_last_error = msg;
+  return s;
+}
+
+// Runs body(); any exception becomes a status code and a message prefixed with `fn`.
+template <class F>
+pyadr_status guard(const char* fn, F&& body) noexcept {
+  try {
+    body();
+    return PYADR_OK;
+  } catch (const std::bad_alloc&) {
+    return fail(PYADR_ERR_OUT_OF_MEMORY, std::string(fn) + ": out of memory");
+  } catch (const std::invalid_argument& e) {  // pyadr::Error included
+    return fail(PYADR_ERR_INVALID_ARGUMENT, std::string(fn) + ": " + e.what());
+  } catch (const std::length_error& e) {
+    return fail(PYADR_ERR_OUT_OF_MEMORY, std::string(fn) + ": allocation too large (" + e.what() + ")");
+  } catch (const std::exception& e) {
+    return fail(PYADR_ERR_INTERNAL, std::string(fn) + ": internal error: " + e.what());
+  } catch (...) {
+    return fail(PYADR_ERR_INTERNAL, std::string(fn) + ": internal error (unknown exception)");
+  }
+}
+
+[[noreturn]] inline void bad(const std::string& msg) { throw pyadr::Error(msg); }
+
+void need_ptr(const void* p, const char* name);          // throws Error "<name> must not be NULL"
+pyadr::ConvGeom to_geom(const pyadr_conv_geom* g);      // converts and validates
+
+}  // namespace pyadr_capi

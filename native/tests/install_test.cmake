@@ -1,0 +1,30 @@
+# cmake -P script: install the built library to a temp prefix and build examples/edge against it.
+file(REMOVE_RECURSE ${PYADR_WORK_DIR})
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message(STATUS "${out}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "command failed (${rc}): ${ARGN}\n${err}")
+  endif()
+endfunction()
+run(${CMAKE_COMMAND} --install ${PYADR_BUILD_DIR} --prefix ${PYADR_WORK_DIR}/prefix)
+foreach(f include/pyadr/pyadr.h include/pyadr/core.hpp)
+  if(NOT EXISTS ${PYADR_WORK_DIR}/prefix/${f})
+    message(FATAL_ERROR "not installed: ${f}")
+  endif()
+endforeach()
+file(GLOB_RECURSE cfg ${PYADR_WORK_DIR}/prefix/*/pyadrConfig.cmake)
+if(NOT cfg)
+  message(FATAL_ERROR "pyadrConfig.cmake not installed")
+endif()
+run(${CMAKE_COMMAND} -S ${PYADR_EXAMPLE_DIR} -B ${PYADR_WORK_DIR}/build -G ${PYADR_GENERATOR}
+    -DCMAKE_PREFIX_PATH=${PYADR_WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release
+    -DCMAKE_C_COMPILER=${PYADR_C_COMPILER} -DCMAKE_CXX_COMPILER=${PYADR_CXX_COMPILER})
+run(${CMAKE_COMMAND} --build ${PYADR_WORK_DIR}/build)
+# A tiny run: batch 2, one repetition, random weights.
+set(exe ${PYADR_WORK_DIR}/build/pyadr_edge)
+if(NOT EXISTS ${exe})
+  file(GLOB exe ${PYADR_WORK_DIR}/build/*/pyadr_edge*)  # multi-config generators
+endif()
+run(${exe} --batch 2 --reps 1)
+message(STATUS "install + find_package(pyadr) + examples/edge: ok")

@@ -1,0 +1,92 @@
+"""Edge pieces seen from Python: the weights format round trip, and (slow) the C example built
+without Python reproducing pyadr's NumPy forward on an exported file."""
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import pyadr
+from pyadr import export
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_export_round_trip(tmp_path):
+    arrays = export.random_cifarnet((1, 28, 28), seed=3)
+    path = tmp_path / "m.bin"
+    export.export_weights(export.cifarnet_layers(arrays), path, input_shape=(1, 28, 28))
+    shape, layers = export.read_weights(path)
+    assert shape == (1, 28, 28)
+    assert [l["name"] for l in layers] == ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    for l in layers:
+        np.testing.assert_array_equal(l["weight"], arrays[f"{l['name']}.weight"])
+        np.testing.assert_array_equal(l["bias"], arrays[f"{l['name']}.bias"])
+    assert layers[1]["pool"] == (3, 2, 1) and layers[1]["padding"] == 2 and layers[1]["relu"]
+    assert layers[4]["pool"] is None and not layers[4]["relu"]
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:4] == b"PADR" and head[4:8] == (1).to_bytes(4, "little")
+
+
+def test_export_main_npz(tmp_path):
+    arrays = export.random_cifarnet((1, 28, 28), seed=1)
+    np.savez(tmp_path / "ck.npz", **arrays)
+    assert export.main([str(tmp_path / "ck.npz"), str(tmp_path / "o.bin")]) == 0
+    _, layers = export.read_weights(tmp_path / "o.bin")
+    np.testing.assert_array_equal(layers[2]["weight"], arrays["fc1.weight"])
+
+
+def test_export_errors(tmp_path):
+    with pytest.raises(ValueError, match="kind"):
+        export.export_weights([{"kind": "pool", "weight": np.zeros(1)}], tmp_path / "x.bin")
+    with pytest.raises(ValueError, match="4-D"):
+        export.export_weights([{"kind": "conv2d", "weight": np.zeros((2, 2))}], tmp_path / "x.bin")
+    with pytest.raises(KeyError, match="conv1.weight"):
+        export.cifarnet_layers({})
+
+
+def _maxpool(x, k=3, s=2, p=1):
+    B, C, H, W = x.shape
+    xp = np.full((B, C, H + 2 * p, W + 2 * p), -np.inf, x.dtype)
+    xp[:, :, p:p + H, p:p + W] = x
+    oh, ow = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    out = np.full((B, C, oh, ow), -np.inf, x.dtype)
+    for a in range(k):
+        for b in range(k):
+            out = np.maximum(out, xp[:, :, a:a + s * oh:s, b:b + s * ow:s])
+    return out
+
+
+def _numpy_forward(layers, x):
+    for l in layers:
+        if l["kind"] == "conv2d":
+            x, _ = pyadr.conv2d_forward(x, l["weight"], l["bias"], stride=l.get("stride", 1), padding=l.get("padding", 0))
+        else:
+            x, _ = pyadr.linear_forward(x.reshape(x.shape[0], -1), l["weight"], l["bias"])
+        if l.get("relu"):
+            x = np.maximum(x, 0)
+        if l.get("pool"):
+            x = _maxpool(x, *l["pool"])
+    return x
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake")
+def test_c_example_matches_python(tmp_path):
+    build = tmp_path / "build"
+    subprocess.run(["cmake", "-S", os.path.join(ROOT, "examples", "edge"), "-B", str(build),
+                    f"-DPYADR_SOURCE_DIR={ROOT}", "-DCMAKE_BUILD_TYPE=Release"], check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build), "-j2"], check=True, capture_output=True)
+    arrays = export.random_cifarnet((1, 28, 28), seed=7)
+    layers = export.cifarnet_layers(arrays)
+    export.export_weights(layers, tmp_path / "m.bin")
+    out = subprocess.run([str(build / "pyadr_edge"), "--weights", str(tmp_path / "m.bin"), "--batch", "4",
+                          "--reps", "1", "--dump", str(tmp_path / "dump.f32")],
+                         check=True, capture_output=True, text=True).stdout
+    assert "agreement" in out
+    raw = np.fromfile(tmp_path / "dump.f32", np.float32)
+    x = raw[:4 * 28 * 28].reshape(4, 1, 28, 28)
+    logits = raw[4 * 28 * 28:].reshape(4, 10)
+    np.testing.assert_allclose(_numpy_forward(layers, x), logits, rtol=1e-4, atol=1e-4)
