@@ -74,7 +74,7 @@ def test_linear_with_producer():
 
 def test_other_objects_still_get_the_numpy_error():
     _, w, _ = _data()
-    with pytest.raises(TypeError, match="x must be a numpy.ndarray, got list"):
+    with pytest.raises(TypeError, match=r"x must be a numpy.ndarray .*got list"):
         pyadr.conv2d_forward([[1.0]], w)
 
 
