@@ -369,7 +369,7 @@ def time_layer(name, x, w, b, stride, padding, repeats, torch=None, file=sys.std
                       _f(d["fwd_ms"], ".1f"), _f(d["bwd_ms"], ".1f"), _f(d["fb_ms"], ".1f"),
                       _f(d["x_exact"], ".2f"), _f(d["x_torch"], ".2f"), _f(d["ctx_mb"], ".1f"),
                       _f(d["mem_vs_exact"], ".2f"), _f(d["peak_mb"], ".1f")])
-    print(format_table(headers, table), file=file)
+    print(format_table(headers, table), file=file, flush=True)
     print(f"  exact pyadr: {gflop / (ex['fwd_ms'] / 1e3):.3g} GFLOP/s forward, "
           f"{3 * gflop / (ex['fb_ms'] / 1e3):.3g} GFLOP/s fwd+bwd", file=file)
     if tr:
@@ -387,12 +387,28 @@ def _out_hw(H, W, kh, kw, stride, padding):
 # --------------------------------------------------------------------------------------------
 # (b) error versus rc grid
 # --------------------------------------------------------------------------------------------
-GRID_FULL = dict(L=(5, 8, 25, 64), H=(8, 10, 15, 20, 24), width_scale=(0.5, 1.0, 2.0), order=("hwc", "chw"))
-GRID_SMALL = dict(L=(8, 25, 64), H=(8, 15, 24), width_scale=(1.0,), order=("hwc", "chw"))
+# variants: (hash, l2 width_scale or None, orders). "full" is the complete grid; "standard" (default)
+# keeps every L and order but H in {8, 15, 24} and the l2 width sweep in "hwc" only; "small" is --quick's.
+_ALL_L = (5, 8, 25, 64)
+GRIDS = {
+    "full": dict(L=_ALL_L, H=(8, 10, 15, 20, 24),
+                 variants=(("sign", None, ("hwc", "chw")), ("l2", 0.5, ("hwc", "chw")),
+                           ("l2", 1.0, ("hwc", "chw")), ("l2", 2.0, ("hwc", "chw")))),
+    "standard": dict(L=_ALL_L, H=(8, 15, 24),
+                     variants=(("sign", None, ("hwc", "chw")), ("l2", 0.5, ("hwc",)),
+                               ("l2", 1.0, ("hwc", "chw")), ("l2", 2.0, ("hwc",)))),
+    "small": dict(L=(8, 25, 64), H=(10, 20),
+                  variants=(("sign", None, ("hwc", "chw")), ("l2", 1.0, ("hwc", "chw")))),
+}
+
+
+def grid_size(grid, K, scopes=("batch",)):
+    nL = sum(1 for L in grid["L"] if L <= K)
+    return nL * len(grid["H"]) * sum(len(v[2]) for v in grid["variants"]) * len(scopes)
 
 
 def error_grid(name, x, w, b, stride, padding, grid, scopes=("batch",), file=sys.stdout):
-    """Prints rc / err(y) for sign and l2 hashing, both orders, over grid L x H (x width_scale)."""
+    """Prints rc / err(y) for each (hash, width_scale, order, scope, L) row and H column, row by row."""
     import pyadr
     C, kh, kw = w.shape[1:]
     K = C * kh * kw
@@ -400,15 +416,21 @@ def error_grid(name, x, w, b, stride, padding, grid, scopes=("batch",), file=sys
     Ls = [L for L in grid["L"] if L <= K]
     skipped = [L for L in grid["L"] if L > K]
     Hs = list(grid["H"])
-    variants = [("sign", None)] + [("l2", ws) for ws in grid["width_scale"]]
     results = []
     t0 = time.perf_counter()
-    print(f"\n== error vs rc on {name} (x {tuple(x.shape)}, K={K}, He weights): cell = rc / err(y), "
-          f"err = ||y_reuse - y|| / ||y|| ==", file=file)
+    print(f"\n== error vs rc on {name} (x {tuple(x.shape)}, K={K}, He weights; {grid_size(grid, K, scopes)} "
+          f"reuse forwards): cell = rc / err(y), err = ||y_reuse - y|| / ||y|| ==", file=file)
+    widths = [9, 5, 5, 3] + [11] * len(Hs)
+    headers = ["hash", "order", "scope", "L"] + [f"H={H}" for H in Hs]
+
+    def line(cells):
+        return "  ".join([cells[0].ljust(widths[0])] + [c.rjust(wd) for c, wd in zip(cells[1:], widths[1:])])
+
+    print(line(headers), file=file)
+    print("  ".join("-" * wd for wd in widths), file=file, flush=True)
     for scope in scopes:
-        rows = []
-        for hash_, ws in variants:
-            for order in grid["order"]:
+        for hash_, ws, orders in grid["variants"]:
+            for order in orders:
                 for L in Ls:
                     row = [hash_ if ws is None else f"l2 w={ws:g}s", order, scope, str(L)]
                     for H in Hs:
@@ -422,8 +444,7 @@ def error_grid(name, x, w, b, stride, padding, grid, scopes=("batch",), file=sys
                         results.append(dict(scope=scope, hash=hash_, width_scale=ws, order=order, L=L, H=H,
                                             rc=rc, err=e))
                         row.append(f"{rc:.3f}/{e:.3f}")
-                    rows.append(row)
-        print(format_table(["hash", "order", "scope", "L"] + [f"H={H}" for H in Hs], rows), file=file)
+                    print(line(row), file=file, flush=True)
     if skipped:
         print(f"  skipped L > K={K}: {skipped}", file=file)
     _print_frontier(results, file)
@@ -462,8 +483,10 @@ def _parser():
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per candidate (default 5; 2 with --quick)")
     p.add_argument("--quick", action="store_true", help="fewer repeats and a smaller error grid (about 1 minute)")
     p.add_argument("--batch", type=int, default=None, help="batch size for every layer (default 128; vgg 64)")
-    p.add_argument("--grid", choices=("full", "small", "none"), default=None,
-                   help="error-vs-rc grid on conv2 (default full; small with --quick)")
+    p.add_argument("--grid", choices=("full", "standard", "small", "none"), default=None,
+                   help="error-vs-rc grid on conv2: full = L {5,8,25,64} x H {8,10,15,20,24} x sign/l2 "
+                        "(width_scale 0.5,1,2) x hwc/chw; standard (default) = H {8,15,24}, l2 width sweep "
+                        "in hwc only; small (--quick) = L {8,25,64} x H {10,20}, sign/l2 w=1")
     p.add_argument("--scopes", default="batch", help="scopes of the error grid: batch, input or batch,input")
     p.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch even if importable")
     p.add_argument("--synthetic", action="store_true", help=argparse.SUPPRESS)  # tiny layers, for tests
@@ -491,7 +514,7 @@ def main(argv=None, file=None) -> int:
     if repeats < 1:
         print("--repeats must be >= 1", file=sys.stderr)
         return 2
-    grid_name = args.grid or ("small" if args.quick else "full")
+    grid_name = args.grid or ("small" if args.quick else "standard")
     if not args.synthetic and not data_available():
         print(f"Fashion-MNIST not found in {data_dir()}: install the Debian package dataset-fashion-mnist "
               f"or set PYADR_FASHION_MNIST", file=sys.stderr)
@@ -531,7 +554,7 @@ def main(argv=None, file=None) -> int:
         time_layer(name, x, w, b, s, p, repeats, torch=torch, file=out)
 
     if grid_name != "none":
-        grid = GRID_FULL if grid_name == "full" else GRID_SMALL
+        grid = GRIDS[grid_name]
         x, w, b, s, p = get("conv2")
         error_grid("conv2", x, w, b, s, p, grid, scopes=scopes, file=out)
     print(f"\ntotal {time.perf_counter() - t_start:.1f} s", file=out)
