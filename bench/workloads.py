@@ -1,74 +1,68 @@
-"""Benchmark workloads on real Fashion-MNIST activations (DESIGN.md/ANCHORS.md shapes).
+"""Real Fashion-MNIST workloads for the pytest-benchmark suite.
 
-conv2 input: a batch of 128 real images through conv1 (1->64, 5x5, pad 2, He-initialised),
-ReLU and 3x3/2 max-pool (pad 1): (128, 64, 14, 14).
+The single source is `pyadr.bench_table` (also used by `python -m pyadr bench`), so that the
+benchmarks and the user-facing table measure the same layers:
+
+  layer("conv2") -> (x, w, b, stride, padding): CifarNet conv2, 64->64 5x5 pad 2, 14x14, batch 128,
+                   input maxpool2(relu(conv1(Fashion-MNIST images)))
+  layer("conv1") -> 1->64 5x5 pad 2 on the standardised 28x28 images, batch 128
+  layer("vgg")   -> 64->128 3x3 pad 1, 32x32, batch 64, input relu(conv3x3(images padded to 32x32))
+
+PYADR_BENCH_BATCH (env) overrides the batch of every layer, e.g. for a quicker smoke run.
 """
 from __future__ import annotations
 
 import functools
-import gzip
 import os
 
 import numpy as np
 
-FASHION_DIRS = ("/usr/share/datasets/fashion-mnist",)
+from pyadr.bench_table import (DEFAULT_BATCH, LAYER_DOC, LAYERS, REUSE_POINTS, data_available, data_dir,
+                               fashion_images, he_weights, import_torch, rel_err, reuse_config,
+                               synthetic_layer)
+from pyadr.bench_table import layer as _layer
+
+__all__ = ["LAYERS", "LAYER_DOC", "DEFAULT_BATCH", "REUSE_POINTS", "available", "data_dir", "fashion_images",
+           "he_weights", "import_torch", "rel_err", "reuse_config", "synthetic_layer", "layer", "fc_layer",
+           "reuse_points", "bench_batch"]
 
 
-def fashion_images(n=128, split="train", data_dir=None):
-    """First n images as float32 (n, 1, 28, 28), standardised; raises FileNotFoundError with a hint."""
-    dirs = (data_dir,) if data_dir else FASHION_DIRS
-    prefix = "train" if split == "train" else "t10k"
-    for d in dirs:
-        path = os.path.join(d, f"{prefix}-images-idx3-ubyte.gz")
-        if os.path.exists(path):
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-            imgs = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28)[:n]
-            x = imgs.astype(np.float32) / 255.0
-            return (x - 0.2860) / 0.3530
-    raise FileNotFoundError(f"Fashion-MNIST not found in {dirs}: install it with "
-                            f"'apt-get install dataset-fashion-mnist' or pass a data directory")
+def available() -> bool:
+    return data_available()
 
 
-def he_weights(rng, shape, dtype=np.float32):
-    fan_in = int(np.prod(shape[1:]))
-    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
+def bench_batch(name):
+    env = os.environ.get("PYADR_BENCH_BATCH")
+    return int(env) if env else DEFAULT_BATCH.get(name, 128)
 
 
-def maxpool3x3s2p1(x):
-    B, C, H, W = x.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
-    OH, OW = (H + 2 - 3) // 2 + 1, (W + 2 - 3) // 2 + 1
-    out = np.full((B, C, OH, OW), -np.inf, dtype=x.dtype)
-    for i in range(3):
-        for j in range(3):
-            np.maximum(out, xp[:, :, i:i + 2 * OH - 1:2, j:j + 2 * OW - 1:2], out=out)
-    return out
+def layer(name: str, batch=None):
+    """(x, w, b, stride, padding) of a named real workload (see the module docstring)."""
+    return _layer(name, bench_batch(name) if batch is None else batch)
 
 
-@functools.lru_cache(maxsize=4)
-def conv2_input(batch=128, seed=0):
-    """(batch, 64, 14, 14) float32: real images after conv1 + ReLU + max-pool."""
+@functools.lru_cache(maxsize=None)
+def fc_layer(batch=None):
+    """CifarNet-style fully connected layer on real features: x (B, 3136) = flatten(maxpool2(relu(conv2))),
+    w (384, 3136) He-normal. Returns (x, w, b)."""
     import pyadr
-    rng = np.random.default_rng(seed)
-    x = fashion_images(batch)
-    w1 = he_weights(rng, (64, 1, 5, 5))
-    y1, _ = pyadr.conv2d_forward(x, w1, None, padding=2)
-    return np.ascontiguousarray(maxpool3x3s2p1(np.maximum(y1, 0)))
+    x2, w2, b2, s, p = layer("conv2", batch)
+    a = np.maximum(pyadr.conv2d_forward(x2, w2, b2, s, p)[0], 0)
+    B, C, H, W = a.shape
+    f = a.reshape(B, C, H // 2, 2, W // 2, 2).max(axis=(3, 5)).reshape(B, -1)
+    f = np.ascontiguousarray(f)
+    rng = np.random.default_rng(5)
+    w = (rng.standard_normal((384, f.shape[1])) * np.sqrt(2.0 / f.shape[1])).astype(np.float32)
+    b = (rng.standard_normal(384) * 0.01).astype(np.float32)
+    for arr in (f, w, b):
+        arr.setflags(write=False)
+    return f, w, b
 
 
-def layer(name, seed=0):
-    """(x, w, b, stride, padding) of a named benchmark layer."""
-    rng = np.random.default_rng(seed + 1)
-    if name == "conv2":
-        x = conv2_input()
-        return x, he_weights(rng, (64, 64, 5, 5)), np.zeros(64, np.float32), 1, 2
-    if name == "conv1":
-        return fashion_images(128), he_weights(rng, (64, 1, 5, 5)), np.zeros(64, np.float32), 1, 2
-    if name == "vgg":
-        # VGG-style 64->128 3x3 layer on 32x32 maps: real images upsampled and lifted to 64 channels.
-        x = conv2_input(batch=64)
-        x = np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)[:, :, 2:30, 2:30]
-        x = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)))
-        return np.ascontiguousarray(x), he_weights(rng, (128, 64, 3, 3)), np.zeros(128, np.float32), 1, 1
-    raise ValueError(f"unknown layer {name!r}")
+def reuse_points():
+    """[(id, label, kwargs)] of the benchmarked reuse configurations (pytest ids without spaces)."""
+    out = []
+    for label, kw in REUSE_POINTS:
+        pid = label.split(" (")[0].replace(" ", "_").replace("=", "")
+        out.append((pid, label, dict(kw)))
+    return out
