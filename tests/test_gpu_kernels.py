@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+import pyadr
 from pyadr.gpu import _kernels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,8 +49,9 @@ def test_every_kernel_file_is_package_data():
               "col2im.cu"):
         assert f in files
         assert os.path.getsize(os.path.join(_kernels.KERNEL_DIR, f)) > 0
-    # inside the package directory, so scikit-build-core's wheel.packages = ["pyadr"] ships them
-    assert os.path.commonpath([_kernels.KERNEL_DIR, os.path.join(ROOT, "pyadr")]) == os.path.join(ROOT, "pyadr")
+    # inside the (installed or source) package directory, so wheel.packages = ["pyadr"] ships them
+    pkg = os.path.dirname(os.path.abspath(pyadr.__file__))
+    assert os.path.commonpath([os.path.abspath(_kernels.KERNEL_DIR), pkg]) == pkg
 
 
 _KERNEL_RE = re.compile(r"template\s*<\s*class\s+(\w+)\s*>\s*__global__\s+void\s+(\w+)\s*\(([^)]*)\)", re.S)
