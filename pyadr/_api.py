@@ -111,15 +111,20 @@ def _conv_forward(x, w, b, stride, padding, dilation, reuse, kind):
     return y, ctx
 
 
-def _conv_backward(dy, ctx, kind, fn_name):
-    if not isinstance(ctx, Conv2dContext) or ctx.kind != kind:
+def _check_backward(dy, ctx, ctx_type, kind, fn_name):
+    """Shared by the CPU and GPU backends: ctx must come from `fn_name`, dy must match its output."""
+    if not isinstance(ctx, ctx_type) or ctx.kind != kind:
         raise TypeError(f"ctx must be the context returned by pyadr.{fn_name}, got {type(ctx).__name__}"
-                        + (f" of a {ctx.kind} call" if isinstance(ctx, Conv2dContext) else ""))
+                        + (f" of a {ctx.kind} call" if isinstance(ctx, ctx_type) else ""))
     if dy.dtype != ctx.dtype:
         raise TypeError(f"dy must have the dtype of the forward call ({ctx.dtype}), got {dy.dtype}")
-    if dy.shape != ctx.y_shape:
+    if tuple(dy.shape) != tuple(ctx.y_shape):
         raise ValueError(f"dy must have the shape of the forward output {ctx.y_shape}, got {dy.shape}; "
                          f"is ctx from another call?")
+
+
+def _conv_backward(dy, ctx, kind, fn_name):
+    _check_backward(dy, ctx, Conv2dContext, kind, fn_name)
     B, C, H, W, M, kh, kw = ctx.geom[:7]
     dx = np.empty((B, C, H, W), dtype=ctx.dtype)
     dw = np.empty((M, C, kh, kw), dtype=ctx.dtype)

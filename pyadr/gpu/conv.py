@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import reference as _ref
-from .._api import _check_reuse, _pair
+from .._api import _check_backward, _check_reuse, _pair
 from .._context import ReuseStats
 from . import _kernels as _k
 from ._context import GpuConv2dContext
@@ -315,14 +315,7 @@ def _forward(x, w, b, stride, padding, dilation, reuse, kind):
 
 
 def _backward(dy, ctx, kind, fn_name):
-    if not isinstance(ctx, GpuConv2dContext) or ctx.kind != kind:
-        raise TypeError(f"ctx must be the context returned by pyadr.gpu.{fn_name}, got {type(ctx).__name__}"
-                        + (f" of a {ctx.kind} call" if isinstance(ctx, GpuConv2dContext) else ""))
-    if dy.dtype != ctx.dtype:
-        raise TypeError(f"dy must have the dtype of the forward call ({ctx.dtype}), got {dy.dtype}")
-    if tuple(dy.shape) != tuple(ctx.y_shape):
-        raise ValueError(f"dy must have the shape of the forward output {ctx.y_shape}, got {dy.shape}; "
-                         f"is ctx from another call?")
+    _check_backward(dy, ctx, GpuConv2dContext, kind, f"gpu.{fn_name}")
     with dy.device:
         if ctx._gpu is None:
             return _exact_backward(dy, ctx)
