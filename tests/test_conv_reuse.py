@@ -249,11 +249,14 @@ def test_order_changes_partition_not_exact_limit(rng, dtype):
 
 
 def test_large_layer_many_clusters(rng):
-    """N = 2*30*30 = 1800 rows, H = 64 (hashed cluster table), integer data: matches the reference."""
-    x = int_data(rng, (2, 4, 30, 30), np.float32, -3, 3)
+    """N = 2*36*36 = 2592 rows, H = 64, integer data: more than 1024 clusters per sub-matrix, so the
+    hashed cluster table grows (twice) while ids, counts and centroids still match the reference;
+    L = 4 = C takes the per-pixel hashing path in hwc order."""
+    x = int_data(rng, (2, 4, 36, 36), np.float32, -3, 3)
     w = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
-    for order in ORDERS:
-        for hash_ in HASHES:
-            cfg = exact_cfg(rng, 6, 64, hash=hash_, order=order)
-            ctx, _ = check_conv_vs_reference(rng, x, w, None, cfg, 1, 1, 1)
-            assert ctx.stats.clusters.max() > 256
+    for L in (4, 6):
+        for order in ORDERS:
+            for hash_ in HASHES:
+                cfg = exact_cfg(rng, L, 64, hash=hash_, order=order)
+                ctx, _ = check_conv_vs_reference(rng, x, w, None, cfg, 1, 1, 1)
+                assert ctx.stats.clusters.max() > 1024

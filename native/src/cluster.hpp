@@ -1,7 +1,8 @@
 // Key -> cluster id tables. Ids are numbered by first occurrence, so a partition is a pure
 // function of the row order (deterministic for any thread count).
 //   dense: a 2^H table of ids (sign hashing with small H), cleared through its touched list;
-//   hashed: open addressing on 64-bit keys, capacity >= 2x rows, never 2^H-sized;
+//   hashed: open addressing on 64-bit keys, grown (doubling, load <= 1/2) with the number of
+//   clusters, so it stays cache-sized when the clusters are few; never 2^H-sized;
 //   tuples (l2): hashed on a 64-bit digest of the H integers, compared in full on a match.
 #pragma once
 
@@ -40,8 +41,9 @@ class ClusterTable {
       if (dense_ids_.size() != (size_t(1) << H)) dense_ids_.assign(size_t(1) << H, -1);
     } else {
       size_t cap = 16;
-      while (cap < size_t(2 * rows)) cap <<= 1;
-      if (slots_.size() != cap) slots_.assign(cap, Slot{0, -1});
+      while (cap < size_t(2 * rows) && cap < kInitialSlots) cap <<= 1;
+      touched_.clear();
+      slots_.assign(cap, Slot{0, -1});
       mask_ = cap - 1;
       if (tuple_len) slot_tuple_.assign(cap, 0);
     }
@@ -73,8 +75,13 @@ class ClusterTable {
     while (true) {
       Slot& slot = slots_[s];
       if (slot.id < 0) {
-        slot.key = key;
-        slot.id = next;
+        if (2 * (touched_.size() + 1) > slots_.size()) {  // key is new: make room, find its slot again
+          grow();
+          s = mix64(key) & mask_;
+          while (slots_[s].id >= 0) s = (s + 1) & mask_;
+        }
+        slots_[s].key = key;
+        slots_[s].id = next;
         touched_.push_back(s);
         if (tuple_len_) {
           slot_tuple_[s] = tuples_.size() / tuple_len_;
@@ -92,6 +99,29 @@ class ClusterTable {
     uint64_t key;
     int32_t id;
   };
+  static constexpr size_t kInitialSlots = 1024;
+
+  // Doubles the capacity, re-placing every stored key (ids and tuples are kept).
+  void grow() {
+    std::vector<Slot> old(slots_.size() * 2, Slot{0, -1});
+    old.swap(slots_);
+    std::vector<size_t> old_tuple;
+    if (tuple_len_) {
+      old_tuple.assign(slots_.size(), 0);
+      old_tuple.swap(slot_tuple_);
+    }
+    mask_ = slots_.size() - 1;
+    std::vector<uint64_t> placed;
+    placed.reserve(touched_.size());
+    for (uint64_t t : touched_) {
+      size_t s = mix64(old[t].key) & mask_;
+      while (slots_[s].id >= 0) s = (s + 1) & mask_;
+      slots_[s] = old[t];
+      if (tuple_len_) slot_tuple_[s] = old_tuple[t];
+      placed.push_back(s);
+    }
+    touched_.swap(placed);
+  }
   bool same_tuple(size_t t, const int64_t* q) const {
     const int64_t* stored = tuples_.data() + t * tuple_len_;
     for (int i = 0; i < tuple_len_; ++i)

@@ -10,6 +10,7 @@
 
 #include "conv_common.hpp"
 #include "layout.hpp"
+#include "rowops.hpp"
 
 namespace pyadr {
 namespace {
@@ -132,7 +133,7 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
         if (dx) {
           gemm<T>(false, true, len, K, M, T(1), rows.data(), M, Wm.data(), M, T(0), col.data(), K);
           for (int64_t r = 0; r < len; ++r)
-            detail::scatter_add_runs(dxp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(),
+            detail::add_runs(dxp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(),
                                      col.data() + r * K);
         }
       }

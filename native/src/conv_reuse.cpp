@@ -11,6 +11,7 @@
 // Backward: Gamma_j = cluster sums of dY; dWm_j = centroids_j^T Gamma_j;
 // D_j = (Gamma_j / |c|) Wm_j^T; dX[n, block j] = D_j[id_j(n)], scattered back (col2im) per image.
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <string>
 
@@ -27,6 +28,8 @@ using detail::Buffer;
 using detail::Run;
 
 constexpr int64_t kTileRows = 64;
+// Blocks that share one sweep of the input (see conv2d_forward_reuse).
+const int64_t kChunkBlocks = std::getenv("PYADR_CHUNK") ? std::atoi(std::getenv("PYADR_CHUNK")) : 8;
 
 // Exceptions must not leave an OpenMP region: the first one is kept and rethrown after it.
 struct ErrorTrap {
@@ -98,20 +101,23 @@ void check_params(const ConvGeom& g, const ReuseParams<T>& p) {
   if (g.N() > INT32_MAX) throw Error("reuse: more than 2^31 rows in one call is not supported");
 }
 
-// Keys of every L-long slice of the padded NHWC input (the "hwc, L | C" fast path).
-template <class T>
+// Keys of every L-long slice of the padded NHWC input (the "hwc, L | C" fast path): one 64-bit
+// key per slice (sign bits or packed l2 values), or with `tuples` the full l2 tuples (count, H).
+// ok is false when some l2 value does not fit the packed key; the caller then asks for tuples.
 struct PixelKeys {
-  std::vector<uint64_t> sign;   // (count)
-  std::vector<int64_t> q;       // (count, H)
+  std::vector<uint64_t> keys;  // (count)
+  std::vector<int64_t> q;      // (count, H), tuples only
+  bool ok = true;
 };
 
 template <class T>
-PixelKeys<T> pixel_keys(const T* xp, int64_t count, int L, const ReuseParams<T>& p, const T* Pp, int HB) {
-  PixelKeys<T> keys;
-  if (p.hash == HashKind::Sign) keys.sign.resize(count);
-  else keys.q.resize(static_cast<size_t>(count) * p.H);
+PixelKeys pixel_keys(const T* xp, int64_t count, int L, const ReuseParams<T>& p, const T* Pp, int HB, bool tuples) {
+  PixelKeys keys;
+  if (tuples) keys.q.resize(static_cast<size_t>(count) * p.H);
+  else keys.keys.resize(count);
   const int64_t ntiles = (count + kTileRows - 1) / kTileRows;
   ErrorTrap trap;
+  std::atomic<bool> overflow{false};
 #ifdef _OPENMP
 #pragma omp parallel num_threads(detail::threads_for(ntiles))
 #endif
@@ -127,17 +133,144 @@ PixelKeys<T> pixel_keys(const T* xp, int64_t count, int L, const ReuseParams<T>&
         for (int64_t r = 0; r < len; ++r) rows[r] = xp + (r0 + r) * L;
         detail::lsh_project(rows, len, L, Pp, HB, proj.data());
         if (p.hash == HashKind::Sign)
-          detail::lsh_sign_keys(proj.data(), len, HB, p.H, keys.sign.data() + r0);
-        else
+          detail::lsh_sign_keys(proj.data(), len, HB, p.H, keys.keys.data() + r0);
+        else if (tuples)
           detail::lsh_l2_keys(proj.data(), len, HB, p.H, p.offsets, p.width, keys.q.data() + r0 * p.H);
+        else if (!detail::lsh_l2_packed_keys(proj.data(), len, HB, p.H, p.offsets, p.width, keys.keys.data() + r0))
+          overflow = true;
       } catch (const std::exception& e) {
         trap.capture(e.what());
       }
     }
   }
   trap.rethrow();
+  keys.ok = !overflow;
   return keys;
 }
+
+// Read-only inputs shared by the BlockGroupers of one forward call.
+template <class T>
+struct GroupInputs {
+  const ConvGeom& g;
+  const detail::Layout& lay;
+  const Blocks& bl;
+  const ReuseParams<T>& p;
+  const T* xp;
+  const T* Pp;  // planes padded to (L, HB)
+  int HB;
+  bool pixel_path;
+  const PixelKeys& pk;
+  int64_t group_rows;
+};
+
+// Hashes, groups and sums the sub-vectors of one block j, a tile of rows at a time, in row order
+// (ids numbered by first occurrence). l2 keys are packed into 64 bits when every quantised value
+// fits (64/H bits each); after an overflow the block is marked and must be redone with tuples.
+template <class T>
+class BlockGrouper {
+ public:
+  BlockGrouper(const GroupInputs<T>& in, int64_t j, bool tuples, ReuseState<T>& st)
+      : in_(in), Lj_(in.bl.len[j]), runs_(in.bl.runs[j]), tuples_(tuples),
+        l2_(in.p.hash == HashKind::L2), H_(in.p.H), cent_(st.centroids[j]), cnt_(st.counts[j]),
+        ids_(st.ids.data() + j * in.g.N()), S_(kTileRows * Lj_), proj_(kTileRows * in.HB),
+        keys_(kTileRows), q_(l2_ ? kTileRows * H_ : 0) {
+    table_.reset(in.group_rows, l2_ ? 64 : H_, tuples ? H_ : 0);
+    cent_.clear();
+    cnt_.clear();
+  }
+
+  bool overflowed() const { return overflow_; }
+
+  // Rows [n0, n0 + len) whose bases in xp are base_off[r] (row_base).
+  void tile(int64_t n0, int64_t len, const int64_t* base_off) {
+    if (overflow_) return;
+    const bool one_run = runs_.size() == 1;  // sub-vectors used in place, no gather
+    for (int64_t r = 0; r < len; ++r) {
+      const T* base = in_.xp + base_off[r];
+      if (one_run) {
+        rowp_[r] = base + runs_[0].src;
+      } else {
+        detail::gather_runs(base, runs_.data(), runs_.size(), S_.data() + r * Lj_);
+        rowp_[r] = S_.data() + r * Lj_;
+      }
+    }
+    const int H = H_;
+    const ReuseParams<T>& p = in_.p;
+    if (in_.pixel_path) {
+      for (int64_t r = 0; r < len; ++r) {
+        const int64_t slice = (base_off[r] + runs_[0].src) / p.L;
+        if (tuples_) std::copy_n(in_.pk.q.data() + slice * H, H, q_.data() + r * H);
+        else keys_[r] = in_.pk.keys[slice];
+      }
+    } else {
+      detail::lsh_project(rowp_, len, Lj_, in_.Pp, in_.HB, proj_.data());
+      if (!l2_) {
+        detail::lsh_sign_keys(proj_.data(), len, in_.HB, H, keys_.data());
+      } else if (tuples_) {
+        detail::lsh_l2_keys(proj_.data(), len, in_.HB, H, p.offsets, p.width, q_.data());
+      } else if (!detail::lsh_l2_packed_keys(proj_.data(), len, in_.HB, H, p.offsets, p.width, keys_.data())) {
+        overflow_ = true;
+        return;
+      }
+    }
+    for (int64_t r = 0; r < len; ++r) {
+      const int64_t n = n0 + r;
+      if (n == next_group_) {
+        table_.clear();
+        next_group_ += in_.group_rows;
+        last_id_ = -1;
+      }
+      const int64_t* qr = tuples_ ? q_.data() + r * H : nullptr;
+      const uint64_t key = tuples_ ? detail::tuple_digest(qr, H) : keys_[r];
+      // Neighbouring rows often share a key: the previous row's id is tried before the table.
+      int32_t id;
+      if (!tuples_ && last_id_ >= 0 && key == last_key_) {
+        id = last_id_;
+      } else {
+        id = table_.find_or_insert(key, qr, nc_);
+        last_key_ = key;
+        last_id_ = id;
+      }
+      if (id == nc_) {
+        ++nc_;
+        cnt_.push_back(0);
+        cent_.resize(static_cast<size_t>(nc_) * Lj_, T(0));
+      }
+      ++cnt_[id];
+      ids_[n] = id;
+    }
+    detail::scatter_add_ptrs(cent_.data(), ids_ + n0, rowp_, len, Lj_);
+  }
+
+  // Sums -> means.
+  void finish() {
+    for (int32_t c = 0; c < nc_; ++c) {
+      const T count = static_cast<T>(cnt_[c]);
+      T* row = cent_.data() + static_cast<size_t>(c) * Lj_;
+      for (int64_t k = 0; k < Lj_; ++k) row[k] /= count;
+    }
+  }
+
+ private:
+  const GroupInputs<T>& in_;
+  const int64_t Lj_;
+  const std::vector<Run>& runs_;
+  const bool tuples_, l2_;
+  const int H_;
+  std::vector<T>& cent_;
+  std::vector<int32_t>& cnt_;
+  int32_t* ids_;
+  Buffer<T> S_, proj_;
+  std::vector<uint64_t> keys_;
+  std::vector<int64_t> q_;
+  const T* rowp_[kTileRows];
+  detail::ClusterTable table_;
+  int32_t nc_ = 0;
+  int64_t next_group_ = 0;  // first row of the next scope group: the table is cleared there
+  uint64_t last_key_ = 0;
+  int32_t last_id_ = -1;
+  bool overflow_ = false;
+};
 
 }  // namespace
 
@@ -190,81 +323,52 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
     for (int h = 0; h < H; ++h) Pp[k * HB + h] = p.planes[k * H + h];
 
   const bool pixel_path = p.order == Order::HWC && g.C % L == 0;
-  PixelKeys<T> pk;
-  if (pixel_path) pk = pixel_keys(xp, lay.size() / L, L, p, Pp.data(), HB);
+  PixelKeys pk;
+  bool pixel_tuples = false;
+  if (pixel_path) {
+    pk = pixel_keys(xp, lay.size() / L, L, p, Pp.data(), HB, false);
+    if (!pk.ok) {
+      pk = pixel_keys(xp, lay.size() / L, L, p, Pp.data(), HB, true);
+      pixel_tuples = true;
+    }
+  }
 
   st->ids.resize(static_cast<size_t>(nb) * N);
   st->counts.resize(nb);
   st->centroids.resize(nb);
   const int64_t group_rows = p.scope == Scope::Batch ? N : P;
-  const bool l2 = p.hash == HashKind::L2;
   ErrorTrap trap;
-  // One block: hash, group and sum its sub-vectors. l2 keys are packed into 64 bits when every
-  // quantised value fits (64/H bits each); a block that overflows is redone with full tuples.
-  auto group_block = [&](int64_t j, bool tuples) -> bool {
-    const int64_t Lj = bl.len[j];
-    const std::vector<Run>& runs = bl.runs[j];
-    detail::ClusterTable table;
-    table.reset(group_rows, l2 ? 64 : H, tuples ? H : 0);
-    Buffer<T> S(kTileRows * Lj), proj(kTileRows * HB);
-    const T* rowp[kTileRows];
-    const bool one_run = runs.size() == 1;  // sub-vectors used in place, no gather
-    std::vector<uint64_t> keys(kTileRows);
-    std::vector<int64_t> q(l2 ? kTileRows * H : 0);
-    std::vector<T>& cent = st->centroids[j];
-    std::vector<int32_t>& cnt = st->counts[j];
-    cent.clear();
-    cnt.clear();
-    int32_t* ids = st->ids.data() + j * N;
-    int32_t nc = 0;
-    for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
-      const int64_t len = std::min(kTileRows, N - n0);
-      for (int64_t r = 0; r < len; ++r) {
-        const T* base = xp + detail::row_base(g, lay, n0 + r);
-        if (one_run) {
-          rowp[r] = base + runs[0].src;
+  // Blocks are grouped in chunks; a chunk's blocks advance together tile by tile, so a tile of
+  // input rows is read from cache by all of them (one sweep of the input per chunk, not per block).
+  const GroupInputs<T> in{g, lay, bl, p, xp, Pp.data(), HB, pixel_path, pk, group_rows};
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(kChunkBlocks, nb / num_threads()));
+  const int64_t nchunks = (nb + chunk - 1) / chunk;
+  for_each_block(nchunks, trap, [&](int64_t c) {
+    const int64_t j0 = c * chunk, j1 = std::min(nb, j0 + chunk);
+    std::vector<std::unique_ptr<BlockGrouper<T>>> gr;
+    for (int64_t j = j0; j < j1; ++j)
+      gr.emplace_back(new BlockGrouper<T>(in, j, pixel_tuples, *st));
+    int64_t base_off[kTileRows];
+    auto sweep = [&](BlockGrouper<T>* only) {
+      for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
+        const int64_t len = std::min(kTileRows, N - n0);
+        for (int64_t r = 0; r < len; ++r) base_off[r] = detail::row_base(g, lay, n0 + r);
+        if (only) {
+          only->tile(n0, len, base_off);
         } else {
-          detail::gather_runs(base, runs.data(), runs.size(), S.data() + r * Lj);
-          rowp[r] = S.data() + r * Lj;
+          for (auto& one : gr) one->tile(n0, len, base_off);
         }
       }
-      if (pixel_path) {
-        for (int64_t r = 0; r < len; ++r) {
-          const int64_t slice = (detail::row_base(g, lay, n0 + r) + runs[0].src) / L;
-          if (l2) std::copy_n(pk.q.data() + slice * H, H, q.data() + r * H);
-          else keys[r] = pk.sign[slice];
-        }
-      } else {
-        detail::lsh_project(rowp, len, Lj, Pp.data(), HB, proj.data());
-        if (l2) detail::lsh_l2_keys(proj.data(), len, HB, H, p.offsets, p.width, q.data());
-        else detail::lsh_sign_keys(proj.data(), len, HB, H, keys.data());
+    };
+    sweep(nullptr);
+    for (int64_t j = j0; j < j1; ++j) {
+      auto& one = gr[j - j0];
+      if (one->overflowed()) {  // l2 values too wide for a packed key: redo with full tuples
+        one.reset(new BlockGrouper<T>(in, j, true, *st));
+        sweep(one.get());
       }
-      if (l2 && !tuples && !detail::pack_l2_keys(q.data(), len, H, keys.data())) return false;
-      for (int64_t r = 0; r < len; ++r) {
-        const int64_t n = n0 + r;
-        if (n != 0 && n % group_rows == 0) table.clear();
-        const int64_t* qr = tuples ? q.data() + r * H : nullptr;
-        const uint64_t key = tuples ? detail::tuple_digest(qr, H) : keys[r];
-        const int32_t id = table.find_or_insert(key, qr, nc);
-        if (id == nc) {
-          ++nc;
-          cnt.push_back(0);
-          cent.resize(static_cast<size_t>(nc) * Lj, T(0));
-        }
-        ++cnt[id];
-        ids[n] = id;
-      }
-      detail::scatter_add_ptrs(cent.data(), ids + n0, rowp, len, Lj);
+      one->finish();
     }
-    for (int32_t c = 0; c < nc; ++c) {
-      const T count = static_cast<T>(cnt[c]);
-      T* row = cent.data() + static_cast<size_t>(c) * Lj;
-      for (int64_t k = 0; k < Lj; ++k) row[k] /= count;
-    }
-    return true;
-  };
-  for_each_block(nb, trap, [&](int64_t j) {
-    if (!group_block(j, false)) group_block(j, true);
   });
 
   st->Wm.resize(static_cast<size_t>(K) * M);
@@ -278,6 +382,8 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
             Yc[j].data(), M);
   });
   // Reconstruction: y[n] = b + sum_j Yc_j[id_j(n)].
+  std::vector<const T*> yc(nb);
+  for (int64_t j = 0; j < nb; ++j) yc[j] = Yc[j].data();
   const int64_t ntiles = (N + kTileRows - 1) / kTileRows;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(detail::threads_for(ntiles))
@@ -289,12 +395,7 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
 #endif
     for (int64_t t = 0; t < ntiles; ++t) {
       const int64_t n0 = t * kTileRows, len = std::min(kTileRows, N - n0);
-      std::memset(acc.data(), 0, sizeof(T) * len * M);
-      for (int64_t j = 0; j < nb; ++j) {
-        const T* yc = Yc[j].data();
-        const int32_t* ids = st->ids.data() + j * N + n0;
-        detail::gather_add(acc.data(), yc, ids, len, M);
-      }
+      detail::gather_sum(acc.data(), yc.data(), st->ids.data() + n0, N, nb, len, M);
       detail::store_rows_nchw(g, n0, len, acc.data(), b, y);
     }
   }
@@ -339,7 +440,8 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
   if (dw) detail::matrix_to_weights(g, s.order, dWm.data(), dw);
   if (!dx) return;
   const detail::Layout lay = detail::make_layout(g, s.order == Order::HWC);
-  const Blocks bl = make_blocks(g, lay, s.order, s.L);
+  // dX row n = concat_j D_j[id_j(n)], added back through the row's full column runs (col2im).
+  const std::vector<Run> runs = detail::column_runs(g, lay, s.order, 0, K);
   Buffer<T> dpadded;
   T* dxp = dx;
   if (!detail::layout_is_input(g, lay)) {
@@ -348,16 +450,20 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
   }
   std::memset(dxp, 0, sizeof(T) * lay.size());
   const int64_t P = g.P();
+  std::vector<const T*> dtab(nb);
+  for (int64_t j = 0; j < nb; ++j) dtab[j] = D[j].data();
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(detail::threads_for(g.B)) schedule(static)
+#pragma omp parallel num_threads(detail::threads_for(g.B))
 #endif
-  for (int64_t bimg = 0; bimg < g.B; ++bimg) {
-    for (int64_t n = bimg * P; n < (bimg + 1) * P; ++n) {
-      T* base = dxp + detail::row_base(g, lay, n);
-      for (int64_t j = 0; j < nb; ++j) {
-        const int32_t id = s.ids[j * N + n];
-        detail::scatter_add_runs(base, bl.runs[j].data(), bl.runs[j].size(),
-                                 D[j].data() + static_cast<size_t>(id) * bl.len[j]);
+  {
+    Buffer<T> row(K);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t bimg = 0; bimg < g.B; ++bimg) {
+      for (int64_t n = bimg * P; n < (bimg + 1) * P; ++n) {
+        detail::concat_rows(row.data(), dtab.data(), s.ids.data() + n, N, nb, int64_t(s.L), K);
+        detail::add_runs(dxp + detail::row_base(g, lay, n), runs.data(), runs.size(), row.data());
       }
     }
   }

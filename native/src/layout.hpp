@@ -56,16 +56,6 @@ PYADR_INLINE void gather_runs(const T* base, const Run* runs, size_t nruns, T* P
   }
 }
 
-template <class T>
-PYADR_INLINE void scatter_add_runs(T* base, const Run* runs, size_t nruns, const T* PYADR_RESTRICT in) {
-  for (size_t r = 0; r < nruns; ++r) {
-    const Run& u = runs[r];
-    T* PYADR_RESTRICT d = base + u.src;
-    const T* s = in + u.dst;
-    for (int32_t t = 0; t < u.len; ++t) d[t] += s[t];
-  }
-}
-
 // y (B, M, P) NCHW <- rows [n0, n0 + R) given row-major (R, M) plus bias.
 template <class T>
 void store_rows_nchw(const ConvGeom& g, int64_t n0, int64_t R, const T* rows, const T* bias, T* y);

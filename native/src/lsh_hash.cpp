@@ -104,6 +104,101 @@ void lsh_l2_keys(const T* proj, int64_t R, int HB, int H, const T* offsets, T wi
     }
 }
 
+namespace {
+
+// floor((proj + off) / width), range-checked against +-2^(bits-1) (checked on the quotient t:
+// lo <= floor(t) < hi <=> lo <= t < hi for integer bounds; false for NaN), biased and packed.
+// Same keys as pack_l2_keys(lsh_l2_keys). float with H >= 2 (|values| < 2^31): vector lanes, floor
+// by truncation and a correction; otherwise lane by lane with std::floor.
+template <class T, int HB>
+PYADR_INLINE bool l2_packed_impl(const T* PYADR_RESTRICT proj, int64_t R, int H, const T* offsets, T width,
+                                 uint64_t* PYADR_RESTRICT keys) {
+  const int bits = 64 / H;
+  const int64_t bias = bits >= 63 ? INT64_MIN / 2 : -(int64_t(1) << (bits - 1));
+  const T lo = static_cast<T>(bias), hi = -lo;  // powers of two, exact in T
+  T off[HB];
+  for (int h = 0; h < HB; ++h) off[h] = h < H ? offsets[h] : T(0);
+  if (sizeof(T) == 4 && H >= 2) {
+    typedef float V __attribute__((vector_size(32)));
+    typedef int32_t VI __attribute__((vector_size(32)));
+    constexpr int NV = HB / 8;
+    V vo[NV];
+    for (int v = 0; v < NV; ++v) std::memcpy(&vo[v], off + 8 * v, sizeof(V));
+    const V vlo = V{} + static_cast<float>(lo), vhi = V{} + static_cast<float>(hi), vw = V{} + static_cast<float>(width);
+    for (int64_t r = 0; r < R; ++r) {
+      int32_t qi[HB];
+      VI ok = VI{} - 1;
+      for (int v = 0; v < NV; ++v) {
+        V x;
+        std::memcpy(&x, proj + r * HB + 8 * v, sizeof(V));
+        const V t = (x + vo[v]) / vw;
+        ok &= (t >= vlo) & (t < vhi);
+        const V tc = ok ? t : V{};  // keep the conversion in range
+        VI i = __builtin_convertvector(tc, VI);
+        i += __builtin_convertvector(i, V) > tc;  // truncation -> floor (true is -1)
+        std::memcpy(qi + 8 * v, &i, sizeof(VI));
+      }
+      int32_t all = -1;
+      for (int l = 0; l < 8; ++l) all &= ok[l];
+      if (!all) return false;
+      uint64_t key = 0;
+      for (int h = 0; h < H; ++h) key |= static_cast<uint64_t>(static_cast<int64_t>(qi[h]) - bias) << (h * bits);
+      keys[r] = key;
+    }
+    return true;
+  }
+  for (int64_t r = 0; r < R; ++r) {
+    const T* p = proj + r * HB;
+    uint64_t key = 0;
+    for (int h = 0; h < H; ++h) {
+      const T v = std::floor((p[h] + off[h]) / width);
+      if (!(v >= lo && v < hi)) return false;
+      const int64_t iv = static_cast<int64_t>(v);
+      key |= bits >= 64 ? static_cast<uint64_t>(iv) : static_cast<uint64_t>(iv - bias) << (h * bits);
+    }
+    keys[r] = key;
+  }
+  return true;
+}
+
+#define PYADR_L2PACK(T, HB)                                                                              \
+  PYADR_CLONES bool l2_packed_##T##_##HB(const T* proj, int64_t R, int H, const T* o, T w, uint64_t* k) { \
+    return l2_packed_impl<T, HB>(proj, R, H, o, w, k);                                                   \
+  }
+PYADR_L2PACK(float, 8)
+PYADR_L2PACK(float, 16)
+PYADR_L2PACK(float, 32)
+PYADR_L2PACK(float, 64)
+PYADR_L2PACK(double, 8)
+PYADR_L2PACK(double, 16)
+PYADR_L2PACK(double, 32)
+PYADR_L2PACK(double, 64)
+#undef PYADR_L2PACK
+
+}  // namespace
+
+template <>
+bool lsh_l2_packed_keys<float>(const float* proj, int64_t R, int HB, int H, const float* offsets, float width,
+                               uint64_t* keys) {
+  switch (HB) {
+    case 8: return l2_packed_float_8(proj, R, H, offsets, width, keys);
+    case 16: return l2_packed_float_16(proj, R, H, offsets, width, keys);
+    case 32: return l2_packed_float_32(proj, R, H, offsets, width, keys);
+    default: return l2_packed_float_64(proj, R, H, offsets, width, keys);
+  }
+}
+
+template <>
+bool lsh_l2_packed_keys<double>(const double* proj, int64_t R, int HB, int H, const double* offsets, double width,
+                                uint64_t* keys) {
+  switch (HB) {
+    case 8: return l2_packed_double_8(proj, R, H, offsets, width, keys);
+    case 16: return l2_packed_double_16(proj, R, H, offsets, width, keys);
+    case 32: return l2_packed_double_32(proj, R, H, offsets, width, keys);
+    default: return l2_packed_double_64(proj, R, H, offsets, width, keys);
+  }
+}
+
 bool pack_l2_keys(const int64_t* q, int64_t R, int H, uint64_t* keys) {
   const int bits = 64 / H;
   const int64_t lo = bits >= 63 ? INT64_MIN / 2 : -(int64_t(1) << (bits - 1));

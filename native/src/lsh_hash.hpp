@@ -21,6 +21,10 @@ void lsh_l2_keys(const T* proj, int64_t R, int HB, int H, const T* offsets, T wi
 // Packs each row's q tuple into 64 bits (64/H bits per hash, biased) when every value fits;
 // returns false (keys undefined) as soon as one does not.
 bool pack_l2_keys(const int64_t* q, int64_t R, int H, uint64_t* keys);
+// The two above fused, from proj directly (vectorised): false when a value does not fit (or is
+// not finite); the caller then falls back to lsh_l2_keys, which reports non-finite values.
+template <class T>
+bool lsh_l2_packed_keys(const T* proj, int64_t R, int HB, int H, const T* offsets, T width, uint64_t* keys);
 
 }  // namespace detail
 }  // namespace pyadr

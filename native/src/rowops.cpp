@@ -1,5 +1,7 @@
 #include "rowops.hpp"
 
+#include <algorithm>
+
 namespace pyadr {
 namespace detail {
 namespace {
@@ -34,6 +36,87 @@ PYADR_INLINE void scatter_add_ptrs_impl(T* PYADR_RESTRICT table, const int32_t* 
   }
 }
 
+// Columns in chunks of 8 vectors held in registers across the nb tables; the tail column by column.
+template <class T>
+PYADR_INLINE void gather_sum_impl(T* PYADR_RESTRICT out, const T* const* tables, const int32_t* ids, int64_t stride,
+                                  int64_t nb, int64_t R, int64_t width) {
+  typedef T V __attribute__((vector_size(32)));
+  constexpr int64_t VL = 32 / sizeof(T), NV = 8, CH = VL * NV;
+  for (int64_t r = 0; r < R; ++r) {
+    T* dst = out + r * width;
+    if (r + 2 < R)  // the next rows' sources are scattered: start fetching them early
+      for (int64_t j = 0; j < nb; ++j)
+        __builtin_prefetch(tables[j] + static_cast<int64_t>(ids[j * stride + r + 2]) * width);
+    int64_t m0 = 0;
+    for (; m0 + CH <= width; m0 += CH) {
+      V acc[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[v] = V{};
+      for (int64_t j = 0; j < nb; ++j) {
+        const T* src = tables[j] + static_cast<int64_t>(ids[j * stride + r]) * width + m0;
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) {
+          V x;
+          std::memcpy(&x, src + v * VL, sizeof(V));
+          acc[v] += x;
+        }
+      }
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) std::memcpy(dst + m0 + v * VL, &acc[v], sizeof(V));
+    }
+    if (m0 < width) {
+      for (int64_t m = m0; m < width; ++m) dst[m] = T(0);
+      for (int64_t j = 0; j < nb; ++j) {
+        const T* PYADR_RESTRICT src = tables[j] + static_cast<int64_t>(ids[j * stride + r]) * width;
+        for (int64_t m = m0; m < width; ++m) dst[m] += src[m];
+      }
+    }
+  }
+}
+
+template <class T>
+PYADR_INLINE void add_runs_impl(T* base, const Run* runs, size_t nruns, const T* PYADR_RESTRICT in) {
+  for (size_t r = 0; r < nruns; ++r) {
+    const Run& u = runs[r];
+    T* PYADR_RESTRICT d = base + u.src;
+    const T* PYADR_RESTRICT s = in + u.dst;
+    for (int32_t t = 0; t < u.len; ++t) d[t] += s[t];
+  }
+}
+
+template <class T>
+PYADR_INLINE void concat_rows_impl(T* PYADR_RESTRICT out, const T* const* tables, const int32_t* ids, int64_t stride,
+                                   int64_t nb, int64_t L, int64_t K) {
+  for (int64_t j = 0; j < nb; ++j) {
+    const int64_t Lj = std::min(L, K - j * L);
+    const T* PYADR_RESTRICT src = tables[j] + static_cast<int64_t>(ids[j * stride]) * Lj;
+    T* PYADR_RESTRICT dst = out + j * L;
+    for (int64_t k = 0; k < Lj; ++k) dst[k] = src[k];
+  }
+}
+
+PYADR_CLONES void concat_rows_f32(float* o, const float* const* t, const int32_t* ids, int64_t s, int64_t nb,
+                                  int64_t L, int64_t K) {
+  concat_rows_impl(o, t, ids, s, nb, L, K);
+}
+PYADR_CLONES void concat_rows_f64(double* o, const double* const* t, const int32_t* ids, int64_t s, int64_t nb,
+                                  int64_t L, int64_t K) {
+  concat_rows_impl(o, t, ids, s, nb, L, K);
+}
+PYADR_CLONES void gather_sum_f32(float* o, const float* const* t, const int32_t* ids, int64_t s, int64_t nb,
+                                 int64_t R, int64_t w) {
+  gather_sum_impl(o, t, ids, s, nb, R, w);
+}
+PYADR_CLONES void gather_sum_f64(double* o, const double* const* t, const int32_t* ids, int64_t s, int64_t nb,
+                                 int64_t R, int64_t w) {
+  gather_sum_impl(o, t, ids, s, nb, R, w);
+}
+PYADR_CLONES void add_runs_f32(float* base, const Run* runs, size_t n, const float* in) {
+  add_runs_impl(base, runs, n, in);
+}
+PYADR_CLONES void add_runs_f64(double* base, const Run* runs, size_t n, const double* in) {
+  add_runs_impl(base, runs, n, in);
+}
 PYADR_CLONES void scatter_add_ptrs_f32(float* t, const int32_t* ids, const float* const* rows, int64_t R, int64_t w) {
   scatter_add_ptrs_impl(t, ids, rows, R, w);
 }
@@ -81,6 +164,35 @@ template <>
 void scatter_add_ptrs<double>(double* table, const int32_t* ids, const double* const* rows, int64_t R,
                               int64_t width) {
   scatter_add_ptrs_f64(table, ids, rows, R, width);
+}
+
+template <>
+void gather_sum<float>(float* out, const float* const* tables, const int32_t* ids, int64_t stride, int64_t nb,
+                       int64_t R, int64_t width) {
+  gather_sum_f32(out, tables, ids, stride, nb, R, width);
+}
+template <>
+void gather_sum<double>(double* out, const double* const* tables, const int32_t* ids, int64_t stride, int64_t nb,
+                        int64_t R, int64_t width) {
+  gather_sum_f64(out, tables, ids, stride, nb, R, width);
+}
+template <>
+void concat_rows<float>(float* out, const float* const* tables, const int32_t* ids, int64_t stride, int64_t nb,
+                        int64_t L, int64_t K) {
+  concat_rows_f32(out, tables, ids, stride, nb, L, K);
+}
+template <>
+void concat_rows<double>(double* out, const double* const* tables, const int32_t* ids, int64_t stride, int64_t nb,
+                         int64_t L, int64_t K) {
+  concat_rows_f64(out, tables, ids, stride, nb, L, K);
+}
+template <>
+void add_runs<float>(float* base, const Run* runs, size_t nruns, const float* in) {
+  add_runs_f32(base, runs, nruns, in);
+}
+template <>
+void add_runs<double>(double* base, const Run* runs, size_t nruns, const double* in) {
+  add_runs_f64(base, runs, nruns, in);
 }
 
 }  // namespace detail
