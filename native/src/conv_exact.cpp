@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "conv_common.hpp"
+#include "gemm.hpp"
 #include "layout.hpp"
 #include "rowops.hpp"
 
@@ -60,6 +61,7 @@ void conv2d_forward_exact(const ConvGeom& g, const T* x, const T* w, const T* b,
   std::vector<T> Wm(K * M);
   detail::weights_to_matrix(g, Order::HWC, w, Wm.data());
   const auto runs = detail::column_runs(g, lay, Order::HWC, 0, K);
+  const detail::PackedB<T> Wp(false, K, M, Wm.data(), M);  // packed once for every tile
   const int64_t R = tile_rows(g), tiles_per_image = (P + R - 1) / R, ntiles = g.B * tiles_per_image;
   const int nt = detail::threads_for(ntiles);
 #ifdef _OPENMP
@@ -75,7 +77,7 @@ void conv2d_forward_exact(const ConvGeom& g, const T* x, const T* w, const T* b,
       const int64_t len = std::min(R, P - p0), n0 = bimg * P + p0;
       for (int64_t r = 0; r < len; ++r)
         detail::gather_runs(xp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(), col.data() + r * K);
-      gemm<T>(false, false, len, M, K, T(1), col.data(), K, Wm.data(), M, T(0), out.data(), M);
+      detail::gemm_packed<T>(false, len, T(1), col.data(), K, Wp, T(0), out.data(), M);
       detail::store_rows_nchw(g, n0, len, out.data(), b, y);
     }
   }
@@ -110,6 +112,8 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
   const auto runs = detail::column_runs(g, lay, Order::HWC, 0, K);
   const int64_t R = tile_rows(g);
   const int nt = detail::threads_for(g.B);
+  std::unique_ptr<detail::PackedB<T>> WTp;  // Wm^T (M x K), packed once for every tile
+  if (dx) WTp.reset(new detail::PackedB<T>(true, M, K, Wm.data(), M));
   std::vector<T> dW_parts(dw ? static_cast<size_t>(nt) * K * M : 0, T(0));
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
@@ -131,7 +135,7 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
           gemm<T>(true, false, K, M, len, T(1), col.data(), K, rows.data(), M, T(1), dWt, M);
         }
         if (dx) {
-          gemm<T>(false, true, len, K, M, T(1), rows.data(), M, Wm.data(), M, T(0), col.data(), K);
+          detail::gemm_packed<T>(false, len, T(1), rows.data(), M, *WTp, T(0), col.data(), K);
           for (int64_t r = 0; r < len; ++r)
             detail::add_runs(dxp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(),
                                      col.data() + r * K);

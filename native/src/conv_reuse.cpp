@@ -29,7 +29,7 @@ using detail::Run;
 
 constexpr int64_t kTileRows = 64;
 // Blocks that share one sweep of the input (see conv2d_forward_reuse).
-const int64_t kChunkBlocks = std::getenv("PYADR_CHUNK") ? std::atoi(std::getenv("PYADR_CHUNK")) : 8;
+constexpr int64_t kChunkBlocks = 4;
 
 // Exceptions must not leave an OpenMP region: the first one is kept and rethrown after it.
 struct ErrorTrap {

@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <atomic>
 
-#include "common.hpp"
+#include "gemm.hpp"
 
 namespace pyadr {
 namespace {
@@ -210,28 +210,25 @@ void pack_B(const T* B, int64_t rsB, int64_t csB, int64_t kc, int64_t nc, int NR
   }
 }
 
-template <class T>
-void gemm_builtin(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
-                  const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  const Kernel<T> ker = kernel<T>();
-  const int64_t csA = ta ? lda : 1;
-  const int64_t rsB = tb ? 1 : ldb, csB = tb ? ldb : 1;
-  const bool top = !detail::in_parallel();
-  const int64_t panels = (m + ker.MR - 1) / ker.MR;
-  const int nthreads = (top && m * n * k > (int64_t(1) << 18)) ? detail::threads_for(panels) : 1;
-  static thread_local detail::Buffer<T> packed;
-  packed.resize(static_cast<size_t>(KC * (NC + ker.NR)));
+// The block loop shared by gemm_builtin and gemm_packed: `panel(jc, pc, kc, nc)` returns the packed
+// B block (ceil(nc / NR) panels of kc x NR) for columns [jc, jc + nc) and depth [pc, pc + kc).
+template <class T, class PanelFn>
+void run_blocks(const Kernel<T>& ker, bool ta, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
+                T beta, T* C, int64_t ldc, PanelFn panel) {
   if (k == 0) {
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
     return;
   }
-  T* Bp = packed.data();
+  const int64_t csA = ta ? lda : 1;
+  const bool top = !detail::in_parallel();
+  const int64_t panels = (m + ker.MR - 1) / ker.MR;
+  const int nthreads = (top && m * n * k > (int64_t(1) << 18)) ? detail::threads_for(panels) : 1;
   for (int64_t jc = 0; jc < n; jc += NC) {
     const int64_t nc = std::min<int64_t>(NC, n - jc);
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min<int64_t>(KC, k - pc);
-      pack_B(B + pc * rsB + jc * csB, rsB, csB, kc, nc, ker.NR, Bp);
+      const T* Bp = panel(jc, pc, kc, nc);
       PanelArgs<T> args{0, m, kc, nc, A + pc * csA, lda, ta, Bp, C + jc, ldc, alpha, pc == 0 ? beta : T(1)};
       if (nthreads == 1) {
         ker.run(args);
@@ -248,6 +245,20 @@ void gemm_builtin(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, co
       }
     }
   }
+}
+
+template <class T>
+void gemm_builtin(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
+                  const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  const Kernel<T> ker = kernel<T>();
+  const int64_t rsB = tb ? 1 : ldb, csB = tb ? ldb : 1;
+  static thread_local detail::Buffer<T> packed;
+  packed.resize(static_cast<size_t>(KC * (NC + ker.NR)));
+  T* Bp = packed.data();
+  run_blocks(ker, ta, m, n, k, alpha, A, lda, beta, C, ldc, [&](int64_t jc, int64_t pc, int64_t kc, int64_t nc) {
+    pack_B(B + pc * rsB + jc * csB, rsB, csB, kc, nc, ker.NR, Bp);
+    return static_cast<const T*>(Bp);
+  });
 }
 
 template <class T, class Fn>
@@ -286,6 +297,52 @@ void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alph
     return;
   gemm_builtin(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+namespace detail {
+
+// Blocks stored in run_blocks' order (jc outer, pc inner), each ceil(nc / NR) * NR * kc values.
+template <class T>
+PackedB<T>::PackedB(bool transB, int64_t k, int64_t n, const T* B, int64_t ldb)
+    : tb_(transB), k_(k), n_(n), B_(B), ldb_(ldb), NR_(kernel<T>().NR) {
+  const int64_t rsB = tb_ ? 1 : ldb, csB = tb_ ? ldb : 1;
+  const int64_t np = (n + NR_ - 1) / NR_ * NR_;
+  data_.resize(static_cast<size_t>(np * std::max<int64_t>(k, 1)));
+  T* out = data_.data();
+  for (int64_t jc = 0; jc < n; jc += NC) {
+    const int64_t nc = std::min<int64_t>(NC, n - jc);
+    for (int64_t pc = 0; pc < k; pc += KC) {
+      const int64_t kc = std::min<int64_t>(KC, k - pc);
+      offsets_.push_back(out - data_.data());
+      pack_B(B + pc * rsB + jc * csB, rsB, csB, kc, nc, NR_, out);
+      out += (nc + NR_ - 1) / NR_ * NR_ * kc;
+    }
+  }
+}
+
+template <class T>
+void gemm_packed(bool transA, int64_t m, T alpha, const T* A, int64_t lda, const PackedB<T>& B, T beta, T* C,
+                 int64_t ldc) {
+  const int64_t n = B.n_, k = B.k_;
+  if (m <= 0 || n <= 0) return;
+  if (gemm_provider() == GemmProvider::Blas && !in_parallel()) {
+    gemm<T>(transA, B.tb_, m, n, k, alpha, A, lda, B.B_, B.ldb_, beta, C, ldc);
+    return;
+  }
+  const int64_t kblocks = (k + KC - 1) / KC;
+  run_blocks(kernel<T>(), transA, m, n, k, alpha, A, lda, beta, C, ldc,
+             [&](int64_t jc, int64_t pc, int64_t, int64_t) {
+               return B.data_.data() + B.offsets_[(jc / NC) * kblocks + pc / KC];
+             });
+}
+
+template class PackedB<float>;
+template class PackedB<double>;
+template void gemm_packed<float>(bool, int64_t, float, const float*, int64_t, const PackedB<float>&, float, float*,
+                                 int64_t);
+template void gemm_packed<double>(bool, int64_t, double, const double*, int64_t, const PackedB<double>&, double,
+                                  double*, int64_t);
+
+}  // namespace detail
 
 void set_blas(sgemm_fn s, dgemm_fn d) {
   g_sgemm.store(s);
