@@ -135,9 +135,13 @@ def synthetic_layer(name: str = "syn", B=4, C=3, H=10, W=10, M=8, k=3, padding=1
 # --------------------------------------------------------------------------------------------
 # Candidates
 # --------------------------------------------------------------------------------------------
-# (label, ReuseConfig kwargs): the coarse point and the accuracy-keeping points of ANCHORS.md.
+# (label, ReuseConfig kwargs): the coarse point, the accuracy-keeping points of ANCHORS.md, and
+# the l2 points with L = C (one pixel's channels: hashed once per input pixel) whose rc/error
+# put them at the same accuracy for less time.
 REUSE_POINTS = (
     ("sign L=64 H=12 (coarse)", dict(L=64, H=12, hash="sign")),
+    ("l2 L=64 H=8 w=1s", dict(L=64, H=8, hash="l2", width_scale=1.0)),
+    ("l2 L=64 H=12 w=1s", dict(L=64, H=12, hash="l2", width_scale=1.0)),
     ("l2 L=25 H=8 w=1s", dict(L=25, H=8, hash="l2", width_scale=1.0)),
     ("sign L=25 H=24", dict(L=25, H=24, hash="sign")),
     ("sign L=25 H=20", dict(L=25, H=20, hash="sign")),

@@ -440,8 +440,12 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
   if (dw) detail::matrix_to_weights(g, s.order, dWm.data(), dw);
   if (!dx) return;
   const detail::Layout lay = detail::make_layout(g, s.order == Order::HWC);
-  // dX row n = concat_j D_j[id_j(n)], added back through the row's full column runs (col2im).
-  const std::vector<Run> runs = detail::column_runs(g, lay, s.order, 0, K);
+  // dX row n = concat_j D_j[id_j(n)], added back (col2im) block by block through each block's runs.
+  const Blocks bl = make_blocks(g, lay, s.order, s.L);
+  std::vector<detail::BlockRun> runs;
+  for (int64_t j = 0; j < nb; ++j)
+    for (const Run& u : bl.runs[j])
+      runs.push_back({u.src, static_cast<int32_t>(j), u.dst, u.len, static_cast<int32_t>(bl.len[j])});
   Buffer<T> dpadded;
   T* dxp = dx;
   if (!detail::layout_is_input(g, lay)) {
@@ -453,20 +457,12 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
   std::vector<const T*> dtab(nb);
   for (int64_t j = 0; j < nb; ++j) dtab[j] = D[j].data();
 #ifdef _OPENMP
-#pragma omp parallel num_threads(detail::threads_for(g.B))
+#pragma omp parallel for num_threads(detail::threads_for(g.B)) schedule(static)
 #endif
-  {
-    Buffer<T> row(K);
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (int64_t bimg = 0; bimg < g.B; ++bimg) {
-      for (int64_t n = bimg * P; n < (bimg + 1) * P; ++n) {
-        detail::concat_rows(row.data(), dtab.data(), s.ids.data() + n, N, nb, int64_t(s.L), K);
-        detail::add_runs(dxp + detail::row_base(g, lay, n), runs.data(), runs.size(), row.data());
-      }
-    }
-  }
+  for (int64_t bimg = 0; bimg < g.B; ++bimg)
+    for (int64_t n = bimg * P; n < (bimg + 1) * P; ++n)
+      detail::add_block_runs(dxp + detail::row_base(g, lay, n), runs.data(), runs.size(), dtab.data(),
+                             s.ids.data() + n, N);
   if (dxp != dx) detail::unpad_output(g, lay, dxp, dx);
 }
 

@@ -1,7 +1,5 @@
 #include "rowops.hpp"
 
-#include <algorithm>
-
 namespace pyadr {
 namespace detail {
 namespace {
@@ -85,23 +83,24 @@ PYADR_INLINE void add_runs_impl(T* base, const Run* runs, size_t nruns, const T*
 }
 
 template <class T>
-PYADR_INLINE void concat_rows_impl(T* PYADR_RESTRICT out, const T* const* tables, const int32_t* ids, int64_t stride,
-                                   int64_t nb, int64_t L, int64_t K) {
-  for (int64_t j = 0; j < nb; ++j) {
-    const int64_t Lj = std::min(L, K - j * L);
-    const T* PYADR_RESTRICT src = tables[j] + static_cast<int64_t>(ids[j * stride]) * Lj;
-    T* PYADR_RESTRICT dst = out + j * L;
-    for (int64_t k = 0; k < Lj; ++k) dst[k] = src[k];
+PYADR_INLINE void add_block_runs_impl(T* base, const BlockRun* runs, size_t nruns, const T* const* tables,
+                                      const int32_t* ids, int64_t stride) {
+  for (size_t r = 0; r < nruns; ++r) {
+    const BlockRun& u = runs[r];
+    T* PYADR_RESTRICT d = base + u.src;
+    const T* PYADR_RESTRICT s =
+        tables[u.block] + static_cast<int64_t>(ids[u.block * stride]) * u.width + u.dst;
+    for (int32_t t = 0; t < u.len; ++t) d[t] += s[t];
   }
 }
 
-PYADR_CLONES void concat_rows_f32(float* o, const float* const* t, const int32_t* ids, int64_t s, int64_t nb,
-                                  int64_t L, int64_t K) {
-  concat_rows_impl(o, t, ids, s, nb, L, K);
+PYADR_CLONES void add_block_runs_f32(float* b, const BlockRun* r, size_t n, const float* const* t, const int32_t* ids,
+                                     int64_t s) {
+  add_block_runs_impl(b, r, n, t, ids, s);
 }
-PYADR_CLONES void concat_rows_f64(double* o, const double* const* t, const int32_t* ids, int64_t s, int64_t nb,
-                                  int64_t L, int64_t K) {
-  concat_rows_impl(o, t, ids, s, nb, L, K);
+PYADR_CLONES void add_block_runs_f64(double* b, const BlockRun* r, size_t n, const double* const* t,
+                                     const int32_t* ids, int64_t s) {
+  add_block_runs_impl(b, r, n, t, ids, s);
 }
 PYADR_CLONES void gather_sum_f32(float* o, const float* const* t, const int32_t* ids, int64_t s, int64_t nb,
                                  int64_t R, int64_t w) {
@@ -177,14 +176,14 @@ void gather_sum<double>(double* out, const double* const* tables, const int32_t*
   gather_sum_f64(out, tables, ids, stride, nb, R, width);
 }
 template <>
-void concat_rows<float>(float* out, const float* const* tables, const int32_t* ids, int64_t stride, int64_t nb,
-                        int64_t L, int64_t K) {
-  concat_rows_f32(out, tables, ids, stride, nb, L, K);
+void add_block_runs<float>(float* base, const BlockRun* runs, size_t nruns, const float* const* tables,
+                           const int32_t* ids, int64_t stride) {
+  add_block_runs_f32(base, runs, nruns, tables, ids, stride);
 }
 template <>
-void concat_rows<double>(double* out, const double* const* tables, const int32_t* ids, int64_t stride, int64_t nb,
-                         int64_t L, int64_t K) {
-  concat_rows_f64(out, tables, ids, stride, nb, L, K);
+void add_block_runs<double>(double* base, const BlockRun* runs, size_t nruns, const double* const* tables,
+                            const int32_t* ids, int64_t stride) {
+  add_block_runs_f64(base, runs, nruns, tables, ids, stride);
 }
 template <>
 void add_runs<float>(float* base, const Run* runs, size_t nruns, const float* in) {

@@ -3,7 +3,7 @@
 //   scatter_add: table[ids[r], :] += rows[r, :]   for r < R   (centroid sums, Gamma)
 //   gather_sum:  out[r, :] = sum_j tables[j][ids[j * stride + r], :]   (reconstruction, all blocks
 //                at once: the row's accumulator stays in registers, summed over j in order)
-//   concat_rows: out[j*L : j*L + Lj] = tables[j][ids[j * stride], :Lj]   (one dX row from the D_j)
+//   add_block_runs: one row's dX, block by block, added straight into the padded dX
 //   add_runs:    base[run.src + t] += in[run.dst + t]   (col2im of one row)
 #pragma once
 
@@ -23,9 +23,15 @@ void scatter_add_ptrs(T* table, const int32_t* ids, const T* const* rows, int64_
 template <class T>
 void gather_sum(T* out, const T* const* tables, const int32_t* ids, int64_t stride, int64_t nb, int64_t R,
                 int64_t width);
+// A column run of block j of the virtual im2col row: row[block's k0 + dst + t] sits at base[src + t].
+struct BlockRun {
+  int64_t src;
+  int32_t block, dst, len, width;  // width: the block's length Lj (row stride of its table)
+};
+// base[u.src + t] += tables[u.block][ids[u.block * stride] * u.width + u.dst + t]   (dX of one row)
 template <class T>
-void concat_rows(T* out, const T* const* tables, const int32_t* ids, int64_t stride, int64_t nb, int64_t L,
-                 int64_t K);
+void add_block_runs(T* base, const BlockRun* runs, size_t nruns, const T* const* tables, const int32_t* ids,
+                    int64_t stride);
 template <class T>
 void add_runs(T* base, const Run* runs, size_t nruns, const T* in);
 
