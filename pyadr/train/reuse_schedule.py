@@ -15,8 +15,12 @@ Default layers: every convolution except the first (reuse there costs accuracy f
 kept only if the cost model predicts a gain. Cost model (DESIGN.md): speed-up of a layer with M
 output channels ~= M / (H + rc*M + M/L), rc measured on a probe batch at the start of training.
 Default rungs follow the measured anchors: starting coarse does damage a short budget cannot
-repair, while "sign L=25 H=20 -> L=25 H=24 -> exact for the last quarter" on CifarNet's conv2
-kept accuracy (89.35 % vs 89.70 % exact) with about half the multiply-adds saved.
+repair, while a ladder from fine (rc ~0.1, then ~0.2, exact for the last quarter) on CifarNet's
+conv2 kept accuracy (89.35 % vs 89.70 % exact). For a convolution with C >= 16 input channels the
+rungs are "l2" with L = C (each sub-vector is one input pixel's channels, hashed once per pixel by
+the engine): H = 8 then 12 (conv2 of CifarNet on Fashion-MNIST: rc 0.11 then 0.23, output error
+0.25 then 0.16, `pyadr bench`), since l2 needs far fewer hash bits than sign for the same rc and
+error. Other layers keep sign rungs at L = min(25, K).
 """
 from __future__ import annotations
 
@@ -77,11 +81,15 @@ def predicted_speedup(M, L, H, rc):
     return M / (H + rc * M + M / L)
 
 
-def default_rungs(K, M):
-    """Coarse-to-fine sign rungs at L = min(25, K): H = 20, 24, and 28, 32 for wide layers
-    (M >= 128, where extra hash bits cost relatively less)."""
+def default_rungs(K, M, C=None):
+    """Coarse-to-fine rungs. With C >= 16 input channels dividing K: l2 (width 1 sigma) at L = C,
+    H = 8, 12, and 16 for wide layers (M >= 128, where hash bits cost relatively less). Otherwise
+    sign at L = min(25, K): H = 20, 24, and 28, 32 for wide layers."""
+    wide = M >= 128
+    if C is not None and C >= 16 and K % C == 0:
+        return [Rung(int(C), h, "l2") for h in [8, 12] + ([16] if wide else [])]
     L = min(25, K)
-    hs = [20, 24] + ([28, 32] if M >= 128 else [])
+    hs = [20, 24] + ([28, 32] if wide else [])
     return [Rung(L, h) for h in hs]
 
 
@@ -145,7 +153,7 @@ class ReuseSchedule:
             if name not in candidates:
                 continue
             layer = self._layers[name]
-            rungs = base if base is not None else default_rungs(layer.K, _out_width(layer))
+            rungs = base if base is not None else default_rungs(layer.K, _out_width(layer), getattr(layer, "in_channels", None))
             seed = self.seed * 1009 + pos
             kept, notes = [], []
             for rung in rungs:
