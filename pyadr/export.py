@@ -6,10 +6,16 @@
     python -m pyadr.export CHECKPOINT.npz out.bin [--input-shape 1,28,28]
     python -m pyadr.export --random out.bin [--seed 0]
 
-Layout (all little-endian): magic b"PADR", u32 version (1), u32 in_c, in_h, in_w, u32 layer
-count, then per layer: u32 kind (1 conv2d, 2 linear), u32 name length + UTF-8 name, u32 out, in,
-kh, kw, stride, padding, has_bias, relu, pool_k, pool_stride, pool_padding (pool_k 0: no pool),
-f32 weight (out*in*kh*kw, PyTorch order), f32 bias (out) if has_bias.
+    python -m pyadr export runs/x/best.npz out.bin     # a trainer checkpoint (pyadr train)
+
+Layout (all little-endian): magic b"PADR", u32 version (2), u32 in_c, in_h, in_w, u32 layer
+count, f32 mean (in_c), f32 std (in_c) (inputs are normalised as (pixel/255 - mean) / std), then
+per layer: u32 kind (1 conv2d, 2 linear), u32 name length + UTF-8 name, u32 out, in, kh, kw,
+stride, padding, has_bias, relu, pool_k, pool_stride, pool_padding (pool_k 0: no pool), u32
+lrn_pos (0 none, 1 after the ReLU and before the pool, 2 after the pool), u32 lrn_size, f32
+lrn_alpha, lrn_beta, lrn_k (local response normalisation across channels, as
+torch.nn.LocalResponseNorm), f32 weight (out*in*kh*kw, PyTorch order), f32 bias (out) if has_bias.
+Version 1 files (no mean/std, no LRN fields) are still read.
 """
 from __future__ import annotations
 
@@ -20,20 +26,32 @@ import sys
 import numpy as np
 
 MAGIC = b"PADR"
-VERSION = 1
+VERSION = 2
+LRN_POS = {None: 0, "before_pool": 1, "after_pool": 2}
 KINDS = {"conv2d": 1, "linear": 2}
 
 
-def export_weights(layers, path, input_shape=(1, 28, 28)):
+def export_weights(layers, path, input_shape=(1, 28, 28), mean=None, std=None):
     """Writes `layers` to `path`.
 
     layers: list of dicts with keys kind ("conv2d" | "linear"), name, weight ((M, C, kh, kw) or
     (out, in)), optional bias, stride (1), padding (0), relu (False), pool (None or
-    (k, stride, padding), max-pooling after the ReLU). input_shape: (C, H, W) of one sample.
+    (k, stride, padding), max-pooling after the ReLU), lrn (None or dict(size, alpha, beta, k,
+    position "before_pool" | "after_pool")). input_shape: (C, H, W) of one sample; mean, std: the
+    per-channel input normalisation (default Fashion-MNIST's 0.2860, 0.3530 for every channel).
     """
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {input_shape!r}")
-    out = [MAGIC, struct.pack("<5I", VERSION, *map(int, input_shape), len(layers))]
+    C0 = int(input_shape[0])
+    norm = []
+    for label, v, default in (("mean", mean, 0.2860), ("std", std, 0.3530)):
+        v = np.full(C0, default, "<f4") if v is None else np.asarray(v, dtype="<f4").reshape(-1)
+        if v.shape != (C0,) or not np.all(np.isfinite(v)):
+            raise ValueError(f"{label} must hold {C0} finite values (one per input channel), got {v!r}")
+        if label == "std" and np.any(v <= 0):
+            raise ValueError(f"std must be > 0, got {v!r}")
+        norm.append(v.tobytes())
+    out = [MAGIC, struct.pack("<5I", VERSION, *map(int, input_shape), len(layers))] + norm
     for i, layer in enumerate(layers):
         kind = layer.get("kind")
         if kind not in KINDS:
@@ -61,6 +79,16 @@ def export_weights(layers, path, input_shape=(1, 28, 28)):
         out.append(struct.pack("<2I", KINDS[kind], len(name)) + name)
         out.append(struct.pack("<11I", M, C, kh, kw, int(layer.get("stride", 1)), int(layer.get("padding", 0)),
                                b is not None, bool(layer.get("relu", False)), *map(int, pool)))
+        lrn = layer.get("lrn")
+        if lrn is None:
+            out.append(struct.pack("<2I3f", 0, 0, 0.0, 0.0, 0.0))
+        else:
+            pos = lrn.get("position", "after_pool")
+            if pos not in ("before_pool", "after_pool") or kind != "conv2d" or int(lrn["size"]) < 1:
+                raise ValueError(f"layers[{i}].lrn must be on a conv2d layer with size >= 1 and position "
+                                 f"'before_pool' or 'after_pool', got {lrn!r}")
+            out.append(struct.pack("<2I3f", LRN_POS[pos], int(lrn["size"]), float(lrn["alpha"]),
+                                   float(lrn["beta"]), float(lrn["k"])))
         out.append(np.ascontiguousarray(w).tobytes())
         if b is not None:
             out.append(b.tobytes())
@@ -76,9 +104,14 @@ def read_weights(path):
     if data[:4] != MAGIC:
         raise ValueError(f"{path}: not a pyadr weights file")
     version, c, h, w, n = struct.unpack_from("<5I", data, 4)
-    if version != VERSION:
+    if version not in (1, 2):
         raise ValueError(f"{path}: unsupported version {version}")
     pos, layers = 24, []
+    mean = std = None
+    if version >= 2:
+        mean = np.frombuffer(data, "<f4", c, pos).copy()
+        std = np.frombuffer(data, "<f4", c, pos + 4 * c).copy()
+        pos += 8 * c
     inv = {v: k for k, v in KINDS.items()}
     for _ in range(n):
         kind, ln = struct.unpack_from("<2I", data, pos)
@@ -87,6 +120,14 @@ def read_weights(path):
         pos += ln
         M, C, kh, kw, stride, pad, has_bias, relu, pk, ps, pp = struct.unpack_from("<11I", data, pos)
         pos += 44
+        lrn = None
+        if version >= 2:
+            lpos, size = struct.unpack_from("<2I", data, pos)
+            alpha, beta, k = struct.unpack_from("<3f", data, pos + 8)
+            pos += 20
+            if lpos:
+                lrn = dict(size=size, alpha=alpha, beta=beta, k=k,
+                           position={1: "before_pool", 2: "after_pool"}[lpos])
         cnt = M * C * kh * kw
         wt = np.frombuffer(data, "<f4", cnt, pos).copy()
         pos += 4 * cnt
@@ -96,11 +137,78 @@ def read_weights(path):
             pos += 4 * M
         layers.append(dict(kind=inv[kind], name=name, weight=wt.reshape((M, C, kh, kw) if kind == 1 else (M, C)),
                            bias=bias, stride=stride, padding=pad, relu=bool(relu),
-                           pool=(pk, ps, pp) if pk else None))
-    return (c, h, w), layers
+                           pool=(pk, ps, pp) if pk else None, lrn=lrn))
+    return (c, h, w), layers, mean, std
 
 
 CIFARNET = [("conv1", "conv2d"), ("conv2", "conv2d"), ("fc1", "linear"), ("fc2", "linear"), ("fc3", "linear")]
+
+
+def layers_from_model(model):
+    """Edge layer dicts of a pyadr.nn model made of Conv2d / Linear, each optionally followed by
+    ReLU, MaxPool2d and (convolutions only) LocalResponseNorm, with Flatten and Dropout (identity
+    at inference) anywhere. Anything else raises ValueError naming the layer."""
+    from . import nn
+
+    mods = list(model)
+    layers, i, nconv, nfc = [], 0, 0, 0
+    while i < len(mods):
+        m = mods[i]
+        if isinstance(m, (nn.Flatten, nn.Dropout)):
+            i += 1
+            continue
+        if isinstance(m, nn.Conv2d):
+            if m.stride[0] != m.stride[1] or m.padding[0] != m.padding[1] or tuple(m.dilation) != (1, 1):
+                raise ValueError(f"layer {i} ({m!r}): the edge format needs equal strides/paddings per axis "
+                                 "and dilation 1")
+            nconv += 1
+            layer = dict(kind="conv2d", name=f"conv{nconv}", weight=m.weight.data,
+                         bias=None if m.bias is None else m.bias.data, stride=m.stride[0], padding=m.padding[0])
+        elif isinstance(m, nn.Linear):
+            nfc += 1
+            layer = dict(kind="linear", name=f"fc{nfc}", weight=m.weight.data,
+                         bias=None if m.bias is None else m.bias.data)
+        else:
+            raise ValueError(f"layer {i} ({type(m).__name__}) has no equivalent in the edge format "
+                             "(Conv2d/Linear with ReLU, MaxPool2d, LocalResponseNorm, Flatten, Dropout)")
+        i += 1
+        while i < len(mods):   # the ops that follow, in the order the format can express
+            f = mods[i]
+            if isinstance(f, (nn.Flatten, nn.Dropout)):
+                pass
+            elif isinstance(f, nn.ReLU) and not layer.get("relu") and "pool" not in layer and "lrn" not in layer:
+                layer["relu"] = True
+            elif isinstance(f, nn.MaxPool2d) and layer["kind"] == "conv2d" and "pool" not in layer:
+                if f.kernel_size[0] != f.kernel_size[1] or f.stride[0] != f.stride[1] or f.padding[0] != f.padding[1]:
+                    raise ValueError(f"layer {i} ({f!r}): the edge format needs square max-pooling")
+                layer["pool"] = (f.kernel_size[0], f.stride[0], f.padding[0])
+            elif isinstance(f, nn.LocalResponseNorm) and layer["kind"] == "conv2d" and "lrn" not in layer:
+                layer["lrn"] = dict(size=f.size, alpha=f.alpha, beta=f.beta, k=f.k,
+                                    position="after_pool" if "pool" in layer else "before_pool")
+            else:
+                break
+            i += 1
+        if layer.get("lrn") and layer["lrn"]["position"] == "before_pool" and not layer.get("relu"):
+            raise ValueError(f"layer {layer['name']}: LRN before pooling needs a ReLU before it in the edge format")
+        layers.append(layer)
+    return layers
+
+
+def checkpoint_layers(path):
+    """(input_shape, layers, mean, std) of a trainer checkpoint (pyadr train's last.npz/best.npz)."""
+    from .train.checkpoint import load_checkpoint
+    from .train.models import build_model
+
+    meta, state, _ = load_checkpoint(path)
+    spec = meta["model_spec"]
+    model = build_model(spec["name"], spec["in_shape"], spec["num_classes"], spec["width"])
+    model.load_state_dict(state)
+    norm = meta.get("data_norm")
+    if norm is None:   # checkpoints written before data_norm was recorded
+        from .train.data import load_dataset
+        data = load_dataset(meta["config"]["dataset"], meta["config"].get("data_dir"))
+        norm = {"mean": data.mean.tolist(), "std": data.std.tolist()}
+    return tuple(spec["in_shape"]), layers_from_model(model), norm["mean"], norm["std"]
 
 
 def cifarnet_layers(arrays, pool=(3, 2, 1)):
@@ -140,7 +248,8 @@ def random_cifarnet(input_shape=(1, 28, 28), seed=0):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m pyadr.export", description=__doc__.split("\n")[0])
-    p.add_argument("checkpoint", nargs="?", help=".npz with conv1.weight, conv1.bias, ..., fc3.bias")
+    p.add_argument("checkpoint", nargs="?", help="a trainer checkpoint (pyadr train: last.npz / best.npz), or "
+                   "an .npz with conv1.weight, conv1.bias, ..., fc3.bias")
     p.add_argument("out", help="output .bin")
     p.add_argument("--input-shape", default="1,28,28", help="C,H,W of one sample (default 1,28,28)")
     p.add_argument("--random", action="store_true", help="write random CifarNet weights instead")
@@ -152,6 +261,11 @@ def main(argv=None):
     elif a.checkpoint:
         with np.load(a.checkpoint) as z:
             arrays = {k: z[k] for k in z.files}
+        if "meta" in arrays:   # a trainer checkpoint: architecture and normalisation from its metadata
+            shape, layers, mean, std = checkpoint_layers(a.checkpoint)
+            export_weights(layers, a.out, input_shape=shape, mean=mean, std=std)
+            print(f"wrote {a.out} ({', '.join(l['name'] for l in layers)}; input {shape})")
+            return 0
     else:
         p.error("give a CHECKPOINT.npz or --random")
     export_weights(cifarnet_layers(arrays), a.out, input_shape=shape)

@@ -17,8 +17,9 @@ def test_export_round_trip(tmp_path):
     arrays = export.random_cifarnet((1, 28, 28), seed=3)
     path = tmp_path / "m.bin"
     export.export_weights(export.cifarnet_layers(arrays), path, input_shape=(1, 28, 28))
-    shape, layers = export.read_weights(path)
+    shape, layers, mean, std = export.read_weights(path)
     assert shape == (1, 28, 28)
+    np.testing.assert_allclose(mean, [0.2860]) and np.testing.assert_allclose(std, [0.3530])
     assert [l["name"] for l in layers] == ["conv1", "conv2", "fc1", "fc2", "fc3"]
     for l in layers:
         np.testing.assert_array_equal(l["weight"], arrays[f"{l['name']}.weight"])
@@ -27,14 +28,45 @@ def test_export_round_trip(tmp_path):
     assert layers[4]["pool"] is None and not layers[4]["relu"]
     with open(path, "rb") as f:
         head = f.read(24)
-    assert head[:4] == b"PADR" and head[4:8] == (1).to_bytes(4, "little")
+    assert head[:4] == b"PADR" and head[4:8] == (2).to_bytes(4, "little")
+    assert all(l["lrn"] is None for l in layers)
+
+
+def test_export_trainer_checkpoint(tmp_path):
+    """A checkpoint written by the trainer (CifarNet: ReLU, pooling and LRN between the layers)
+    exports with its architecture and input normalisation, and the file's layers reproduce the
+    model's forward pass."""
+    from pyadr.train.checkpoint import save_checkpoint
+    from pyadr.train.models import build_model
+    from pyadr.nn import SGD
+
+    model = build_model("cifarnet", (1, 28, 28), 10, 0.25, seed=2)
+    meta = {"model_spec": {"name": "cifarnet", "in_shape": [1, 28, 28], "num_classes": 10, "width": 0.25},
+            "data_norm": {"mean": [0.25], "std": [0.5]}, "config": {"dataset": "synthetic"}}
+    save_checkpoint(str(tmp_path / "best.npz"), model, SGD(model.parameters(), lr=0.1), meta)
+    assert export.main([str(tmp_path / "best.npz"), str(tmp_path / "m.bin")]) == 0
+    shape, layers, mean, std = export.read_weights(tmp_path / "m.bin")
+    assert shape == (1, 28, 28) and mean.tolist() == [0.25] and std.tolist() == [0.5]
+    assert [l["name"] for l in layers] == ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    assert layers[0]["lrn"]["position"] == "after_pool" and layers[1]["lrn"]["position"] == "before_pool"
+    assert layers[0]["pool"] == (3, 2, 1) and layers[1]["relu"] and not layers[4]["relu"]
+    x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    model.eval()
+    np.testing.assert_allclose(_numpy_forward(layers, x), model.forward(x), rtol=1e-4, atol=1e-5)
+
+
+def _lrn(x, size, alpha, beta, k):
+    C = x.shape[1]
+    sq = np.pad(x * x, ((0, 0), (size // 2, (size - 1) // 2), (0, 0), (0, 0)))
+    s = sum(sq[:, i:i + C] for i in range(size))
+    return x / (k + alpha / size * s) ** beta
 
 
 def test_export_main_npz(tmp_path):
     arrays = export.random_cifarnet((1, 28, 28), seed=1)
     np.savez(tmp_path / "ck.npz", **arrays)
     assert export.main([str(tmp_path / "ck.npz"), str(tmp_path / "o.bin")]) == 0
-    _, layers = export.read_weights(tmp_path / "o.bin")
+    _, layers, _, _ = export.read_weights(tmp_path / "o.bin")
     np.testing.assert_array_equal(layers[2]["weight"], arrays["fc1.weight"])
 
 
@@ -45,6 +77,11 @@ def test_export_errors(tmp_path):
         export.export_weights([{"kind": "conv2d", "weight": np.zeros((2, 2))}], tmp_path / "x.bin")
     with pytest.raises(KeyError, match="conv1.weight"):
         export.cifarnet_layers({})
+    with pytest.raises(ValueError, match="std"):
+        export.export_weights([], tmp_path / "x.bin", std=[0.0])
+    from pyadr import nn
+    with pytest.raises(ValueError, match="BatchNorm2d"):
+        export.layers_from_model(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)))
 
 
 def _maxpool(x, k=3, s=2, p=1):
@@ -67,20 +104,30 @@ def _numpy_forward(layers, x):
             x, _ = pyadr.linear_forward(x.reshape(x.shape[0], -1), l["weight"], l["bias"])
         if l.get("relu"):
             x = np.maximum(x, 0)
+        lrn = l.get("lrn")
+        if lrn and lrn["position"] == "before_pool":
+            x = _lrn(x, lrn["size"], lrn["alpha"], lrn["beta"], lrn["k"])
         if l.get("pool"):
             x = _maxpool(x, *l["pool"])
+        if lrn and lrn["position"] == "after_pool":
+            x = _lrn(x, lrn["size"], lrn["alpha"], lrn["beta"], lrn["k"])
     return x
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake")
-def test_c_example_matches_python(tmp_path):
+@pytest.mark.parametrize("source", ["arrays", "trainer"])
+def test_c_example_matches_python(tmp_path, source):
     build = tmp_path / "build"
     subprocess.run(["cmake", "-S", os.path.join(ROOT, "examples", "edge"), "-B", str(build),
                     f"-DPYADR_SOURCE_DIR={ROOT}", "-DCMAKE_BUILD_TYPE=Release"], check=True, capture_output=True)
     subprocess.run(["cmake", "--build", str(build), "-j2"], check=True, capture_output=True)
-    arrays = export.random_cifarnet((1, 28, 28), seed=7)
-    layers = export.cifarnet_layers(arrays)
+    if source == "arrays":
+        arrays = export.random_cifarnet((1, 28, 28), seed=7)
+        layers = export.cifarnet_layers(arrays)
+    else:   # the trainer's CifarNet: LRN after conv1's pool and before conv2's
+        from pyadr.train.models import build_model
+        layers = export.layers_from_model(build_model("cifarnet", (1, 28, 28), 10, 1.0, seed=7))
     export.export_weights(layers, tmp_path / "m.bin")
     out = subprocess.run([str(build / "pyadr_edge"), "--weights", str(tmp_path / "m.bin"), "--batch", "4",
                           "--reps", "1", "--dump", str(tmp_path / "dump.f32")],

@@ -2,6 +2,8 @@
  *
  *   conv1 5x5 64 -> ReLU -> maxpool 3x3/2 -> conv2 5x5 64 -> ReLU -> maxpool 3x3/2
  *   -> FC 384 -> ReLU -> FC 192 -> ReLU -> FC 10
+ * (a file exported from a trainer checkpoint also has the trainer's local response normalisation
+ * after conv1's pool and before conv2's, and its input normalisation)
  *
  * Weights come from a pyadr weights file (docs/edge.md; written by pyadr/export.py) or, without
  * --weights, are drawn at random (He init) for the Fashion-MNIST shape 1x28x28. Inputs come from
@@ -33,12 +35,17 @@ typedef struct {
   uint32_t kind;
   char name[64];
   uint32_t out, in, kh, kw, stride, pad, has_bias, relu, pool_k, pool_s, pool_p;
+  uint32_t lrn_pos, lrn_size; /* lrn_pos 0: none, 1: after the ReLU, before the pool, 2: after the pool */
+  float lrn_alpha, lrn_beta, lrn_k;
   float* w;
   float* b;
 } layer;
 
+#define MAX_IN_CHANNELS 16
+
 typedef struct {
   uint32_t in_c, in_h, in_w, n;
+  float mean[MAX_IN_CHANNELS], std[MAX_IN_CHANNELS]; /* inputs: (pixel / 255 - mean) / std */
   layer l[MAX_LAYERS];
 } model;
 
@@ -92,12 +99,26 @@ static void load_model(const char* path, model* m) {
   if (!f) die("cannot open the weights file");
   if (fread(magic, 1, 4, f) != 4 || memcmp(magic, "PADR", 4) != 0) die("not a pyadr weights file (bad magic)");
   version = rd_u32(f);
-  if (version != 1) die("unsupported weights file version");
+  if (version != 1 && version != 2) die("unsupported weights file version");
   m->in_c = rd_u32(f);
   m->in_h = rd_u32(f);
   m->in_w = rd_u32(f);
   m->n = rd_u32(f);
   if (m->n > MAX_LAYERS) die("too many layers");
+  if (m->in_c < 1 || m->in_c > MAX_IN_CHANNELS) die("unsupported number of input channels");
+  for (i = 0; i < m->in_c; ++i) { /* version 1: Fashion-MNIST's normalisation */
+    m->mean[i] = 0.2860f;
+    m->std[i] = 0.3530f;
+  }
+  if (version >= 2) {
+    float* v = rd_f32(f, 2 * (size_t)m->in_c);
+    for (i = 0; i < m->in_c; ++i) {
+      m->mean[i] = v[i];
+      m->std[i] = v[m->in_c + i];
+      if (!(m->std[i] > 0)) die("input std must be > 0");
+    }
+    free(v);
+  }
   for (i = 0; i < m->n; ++i) {
     layer* L = &m->l[i];
     uint32_t len;
@@ -118,6 +139,18 @@ static void load_model(const char* path, model* m) {
     L->pool_k = rd_u32(f);
     L->pool_s = rd_u32(f);
     L->pool_p = rd_u32(f);
+    L->lrn_pos = L->lrn_size = 0;
+    if (version >= 2) {
+      float* v;
+      L->lrn_pos = rd_u32(f);
+      L->lrn_size = rd_u32(f);
+      v = rd_f32(f, 3);
+      L->lrn_alpha = v[0];
+      L->lrn_beta = v[1];
+      L->lrn_k = v[2];
+      free(v);
+      if (L->lrn_pos > 2 || (L->lrn_pos && (L->lrn_size < 1 || L->kind != KIND_CONV))) die("bad LRN fields");
+    }
     L->w = rd_f32(f, weight_count(L));
     L->b = L->has_bias ? rd_f32(f, L->out) : NULL;
   }
@@ -162,6 +195,8 @@ static void add_layer(model* m, uint32_t kind, const char* name, uint32_t out, u
 /* CifarNet for 1x28x28 inputs: 28 -> pool 14 -> pool 7, 64*7*7 = 3136 features. */
 static void random_model(model* m) {
   m->in_c = 1;
+  m->mean[0] = 0.2860f;
+  m->std[0] = 0.3530f;
   m->in_h = m->in_w = 28;
   m->n = 0;
   add_layer(m, KIND_CONV, "conv1", 64, 1, 5, 2, 1, 1);
@@ -178,8 +213,8 @@ static uint32_t rd_be32(FILE* f) {
   return ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | (uint32_t)b[3];
 }
 
-/* Uncompressed IDX (ubyte) images -> floats in [0, 1], normalised like the trainer
- * ((v/255 - 0.2860) / 0.3530, Fashion-MNIST's mean/std). */
+/* Uncompressed IDX (ubyte) images -> floats, normalised like the trainer: (v/255 - mean) / std
+ * with the weights file's mean/std (Fashion-MNIST's 0.2860/0.3530 for version 1 files). */
 static float* load_idx_images(const char* path, size_t batch, const model* m) {
   FILE* f = fopen(path, "rb");
   uint32_t magic, n, h, w;
@@ -199,7 +234,7 @@ static float* load_idx_images(const char* path, size_t batch, const model* m) {
   if (fread(raw, 1, batch * per, f) != batch * per) die("IDX file truncated");
   fclose(f);
   x = (float*)xmalloc(batch * per * sizeof(float));
-  for (i = 0; i < batch * per; ++i) x[i] = ((float)raw[i] / 255.0f - 0.2860f) / 0.3530f;
+  for (i = 0; i < batch * per; ++i) x[i] = ((float)raw[i] / 255.0f - m->mean[0]) / m->std[0];
   free(raw);
   return x;
 }
@@ -272,6 +307,27 @@ static void maxpool(const float* x, size_t BC, size_t H, size_t W, const layer* 
   *OW = ow;
 }
 
+/* Local response normalisation across channels, in place (torch.nn.LocalResponseNorm):
+ * y_c = x_c / (k + alpha/n * sum_{c' in [c - n/2, c + (n-1)/2]} x_c'^2)^beta. */
+static void lrn(float* x, size_t B, size_t C, size_t HW, const layer* L) {
+  const long n = (long)L->lrn_size, lo = n / 2, hi = (n - 1) / 2;
+  float* sq = (float*)xmalloc(C * sizeof(float));
+  size_t b, p;
+  long c, d;
+  for (b = 0; b < B; ++b)
+    for (p = 0; p < HW; ++p) {
+      float* v = x + b * C * HW + p;
+      for (c = 0; c < (long)C; ++c) sq[c] = v[(size_t)c * HW] * v[(size_t)c * HW];
+      for (c = 0; c < (long)C; ++c) {
+        double s = 0;
+        for (d = c - lo; d <= c + hi; ++d)
+          if (d >= 0 && d < (long)C) s += sq[d];
+        v[(size_t)c * HW] = (float)(v[(size_t)c * HW] / pow(L->lrn_k + L->lrn_alpha / (double)n * s, L->lrn_beta));
+      }
+    }
+  free(sq);
+}
+
 typedef struct {
   int reuse_layer;                 /* index of the layer run with reuse, -1: none */
   const pyadr_reuse_config* cfg;   /* its config */
@@ -324,11 +380,13 @@ static void forward(const model* m, const float* x, size_t batch, float* bufA, f
     }
     if (reuse) o->reuse_layer_s = now_s() - t0;
     if (L->relu) relu(nxt, batch * OC * OH * OW);
+    if (L->lrn_pos == 1) lrn(nxt, batch, OC, OH * OW, L);
     if (L->pool_k) {
       float* dst = nxt == bufA ? bufB : bufA;
       maxpool(nxt, batch * OC, OH, OW, L, dst, &OH, &OW);
       nxt = dst;
     }
+    if (L->lrn_pos == 2) lrn(nxt, batch, OC, OH * OW, L);
     C = OC;
     H = OH;
     W = OW;

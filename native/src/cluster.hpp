@@ -61,6 +61,21 @@ class ClusterTable {
     tuples_.clear();
   }
 
+  // Id of `key`, or -1 when absent (plain keys only).
+  int32_t find(uint64_t key) const {
+    if (dense_) return dense_ids_[key];
+    size_t s = mix64(key) & mask_;
+    while (true) {
+      const Slot& slot = slots_[s];
+      if (slot.id < 0) return -1;
+      if (slot.key == key) return slot.id;
+      s = (s + 1) & mask_;
+    }
+  }
+
+  // Keys stored since the last clear().
+  size_t size() const { return touched_.size(); }
+
   // Id of `key`, inserting it as `next` when new. For tuples, key is the digest of q.
   PYADR_INLINE int32_t find_or_insert(uint64_t key, const int64_t* q, int32_t next) {
     if (dense_) {
@@ -83,7 +98,7 @@ class ClusterTable {
         slots_[s].key = key;
         slots_[s].id = next;
         touched_.push_back(s);
-        if (tuple_len_) {
+        if (tuple_len_ && q) {
           slot_tuple_[s] = tuples_.size() / tuple_len_;
           tuples_.insert(tuples_.end(), q, q + tuple_len_);
         }

@@ -1,12 +1,18 @@
 // Inference deep-reuse cache (pyadr/reuse_cache.hpp) and its C API (pyadr/reuse_cache.h).
-// Uses only the public core interface (ConvGeom, gemm, num_threads): no dependence on the
-// internals of the training kernels.
+// Built from the training kernels' pieces: padded input and column runs (no im2col matrix), the
+// vectorised projection and sign keys, first-occurrence cluster tables, register-resident
+// reconstruction.
 #include "pyadr/reuse_cache.hpp"
 
 #include <algorithm>
 #include <string>
 
 #include "c_api_internal.hpp"
+#include "cluster.hpp"
+#include "conv_common.hpp"
+#include "layout.hpp"
+#include "lsh_hash.hpp"
+#include "rowops.hpp"
 #include "pyadr/reuse_cache.h"
 
 #ifdef _OPENMP
@@ -14,6 +20,16 @@
 #endif
 
 namespace pyadr {
+
+template <class T>
+struct ReuseCache<T>::Block {
+  int64_t k0 = 0, len = 0;
+  detail::ClusterTable table;  // key -> index of its product
+  std::vector<T> products;     // (entries, M)
+};
+
+template <class T>
+ReuseCache<T>::~ReuseCache() = default;
 
 template <class T>
 ReuseCache<T>::ReuseCache(const ConvGeom& g, const T* w, const T* b, const ReuseParams<T>& p, int64_t max_entries)
@@ -27,38 +43,30 @@ ReuseCache<T>::ReuseCache(const ConvGeom& g, const T* w, const T* b, const Reuse
   if (!p.planes) throw Error("reuse: planes are required");
   if (p.hash != HashKind::Sign) throw Error("the reuse cache supports the sign hash only");
   if (max_entries < 0) throw Error("max_entries must be >= 0, got " + std::to_string(max_entries));
-  planes_.assign(p.planes, p.planes + static_cast<size_t>(p.L) * p.H);
+  order_ = p.order;
+  // Planes padded with zero columns to HB hashes: (L, HB), as the training kernels use them.
+  const int HB = detail::padded_hashes(H_);
+  planes_.assign(static_cast<size_t>(L_) * HB, T(0));
+  for (int k = 0; k < L_; ++k)
+    for (int h = 0; h < H_; ++h) planes_[k * HB + h] = p.planes[k * H_ + h];
   if (b) bias_.assign(b, b + M);
-  // Ordered column k -> (c, i, j) and Wm (K, M).
-  std::vector<int64_t> cc(K), ii(K), jj(K);
-  for (int64_t c = 0; c < g_.C; ++c)
-    for (int64_t i = 0; i < g_.kh; ++i)
-      for (int64_t j = 0; j < g_.kw; ++j) {
-        const int64_t k = p.order == Order::HWC ? (i * g_.kw + j) * g_.C + c : (c * g_.kh + i) * g_.kw + j;
-        cc[k] = c;
-        ii[k] = i;
-        jj[k] = j;
-      }
   Wm_.resize(static_cast<size_t>(K) * M);
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t m = 0; m < M; ++m) Wm_[k * M + m] = w[((m * g_.C + cc[k]) * g_.kh + ii[k]) * g_.kw + jj[k]];
+  detail::weights_to_matrix(g_, order_, w, Wm_.data());
   const int64_t nb = (K + L_ - 1) / L_;
-  blocks_.resize(nb);
   for (int64_t t = 0; t < nb; ++t) {
-    Block& bl = blocks_[t];
+    blocks_.emplace_back(new Block());
+    Block& bl = *blocks_.back();
     bl.k0 = t * L_;
     bl.len = std::min<int64_t>(K, bl.k0 + L_) - bl.k0;
-    bl.c.assign(cc.begin() + bl.k0, cc.begin() + bl.k0 + bl.len);
-    bl.i.assign(ii.begin() + bl.k0, ii.begin() + bl.k0 + bl.len);
-    bl.j.assign(jj.begin() + bl.k0, jj.begin() + bl.k0 + bl.len);
+    bl.table.reset(8192, H_, 0);  // dense 2^H ids for H <= 16, else a growing hash table
   }
 }
 
 template <class T>
 void ReuseCache<T>::clear() {
   for (auto& bl : blocks_) {
-    bl.table.clear();
-    bl.products.clear();
+    bl->table.clear();
+    bl->products.clear();
   }
   stats_ = ReuseCacheStats();
 }
@@ -70,76 +78,110 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
   ConvGeom g = g_;
   g.B = batch;
   g.validate();
-  const int64_t N = g.N(), P = g.P(), M = g.M, nb = static_cast<int64_t>(blocks_.size());
+  const int64_t N = g.N(), M = g.M, nb = static_cast<int64_t>(blocks_.size());
+  const int HB = detail::padded_hashes(H_);
+  constexpr int64_t kTile = 64;
   if (N > INT32_MAX) throw Error("more than 2^31 rows in one call is not supported");
+  const detail::Layout lay = detail::make_layout(g, order_ == Order::HWC);
+  detail::Buffer<T> padded;
+  const T* xp = x;
+  if (!detail::layout_is_input(g, lay)) {
+    padded.resize(lay.size());
+    detail::pad_input(g, lay, x, padded.data());
+    xp = padded.data();
+  }
   std::vector<int32_t> ids(static_cast<size_t>(nb) * N);
-  std::vector<int64_t> fresh(nb, 0);
+  std::vector<int64_t> fresh(nb, 0), hits(nb, 0);
   std::vector<std::vector<T>> new_centroids(nb);
-  std::vector<int64_t> hits(nb, 0);
+  std::vector<std::vector<uint64_t>> new_keys(nb);
   for (auto& bl : blocks_)
-    if (max_entries_ > 0 && static_cast<int64_t>(bl.table.size()) > max_entries_) {
-      bl.table.clear();
-      bl.products.clear();
+    if (max_entries_ > 0 && static_cast<int64_t>(bl->table.size()) > max_entries_) {
+      bl->table.clear();
+      bl->products.clear();
     }
 
-  // Phase 1, blocks in parallel (each owns its table): keys, lookups, sums of new clusters.
-  [[maybe_unused]] const int nt = static_cast<int>(std::min<int64_t>(num_threads(), nb));
+  // Phase 1, blocks in parallel (each owns its table), rows a tile at a time: keys, lookups, and
+  // for keys not stored yet, first-occurrence clusters of this call and their sums.
+  [[maybe_unused]] const int nt = detail::threads_for(nb);
   std::string err;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
 #endif
   for (int64_t t = 0; t < nb; ++t) {
     try {
-      Block& bl = blocks_[t];
+      Block& bl = *blocks_[t];
       const int64_t len = bl.len;
+      const auto runs = detail::column_runs(g, lay, order_, bl.k0, bl.k0 + len);
+      const bool one_run = runs.size() == 1;
       const int32_t base = static_cast<int32_t>(bl.table.size());
-      std::unordered_map<uint64_t, int32_t> local;
-      std::vector<uint64_t> local_keys;
-      std::vector<T> sums;
+      detail::ClusterTable local;
+      local.reset(N, H_, 0);
+      std::vector<uint64_t>& keys_new = new_keys[t];
+      std::vector<T>& sums = new_centroids[t];
       std::vector<int32_t> counts;
-      std::vector<T> v(len), proj(H_);
+      detail::Buffer<T> S(kTile * len), proj(kTile * HB);
+      const T* rowp[kTile];
+      const T* newp[kTile];
+      int32_t newc[kTile];
+      uint64_t keys[kTile];
+      uint64_t last_key = 0;
+      int32_t last_id = -1;
       int32_t* id = ids.data() + t * N;
-      for (int64_t n = 0; n < N; ++n) {
-        const int64_t b = n / P, pos = n % P, oh = pos / g.OW, ow = pos % g.OW;
-        for (int64_t q = 0; q < len; ++q) {
-          const int64_t ih = oh * g.sh - g.ph + bl.i[q] * g.dh, iw = ow * g.sw - g.pw + bl.j[q] * g.dw;
-          v[q] = (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? x[((b * g.C + bl.c[q]) * g.H + ih) * g.W + iw] : T(0);
+      for (int64_t n0 = 0; n0 < N; n0 += kTile) {
+        const int64_t rows = std::min(kTile, N - n0);
+        for (int64_t r = 0; r < rows; ++r) {
+          const T* rb = xp + detail::row_base(g, lay, n0 + r);
+          if (one_run) {
+            rowp[r] = rb + runs[0].src;
+          } else {
+            detail::gather_runs(rb, runs.data(), runs.size(), S.data() + r * len);
+            rowp[r] = S.data() + r * len;
+          }
         }
-        std::fill(proj.begin(), proj.end(), T(0));
-        for (int64_t q = 0; q < len; ++q) {
-          const T* pr = planes_.data() + q * H_;
-          const T vq = v[q];
-          for (int h = 0; h < H_; ++h) proj[h] += vq * pr[h];
+        detail::lsh_project(rowp, rows, len, planes_.data(), HB, proj.data());
+        detail::lsh_sign_keys(proj.data(), rows, HB, H_, keys);
+        int64_t nnew = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          const uint64_t key = keys[r];
+          if (last_id >= 0 && key == last_key) {  // neighbouring rows often share a key
+            id[n0 + r] = last_id;
+            if (last_id < base) {
+              ++hits[t];
+            } else {
+              ++counts[last_id - base];
+              newp[nnew] = rowp[r];
+              newc[nnew++] = last_id - base;
+            }
+            continue;
+          }
+          int32_t k = bl.table.find(key);
+          if (k >= 0) {
+            ++hits[t];
+          } else {
+            const int32_t c = local.find_or_insert(key, nullptr, static_cast<int32_t>(keys_new.size()));
+            if (c == static_cast<int32_t>(keys_new.size())) {
+              keys_new.push_back(key);
+              counts.push_back(0);
+              sums.resize(keys_new.size() * static_cast<size_t>(len), T(0));
+            }
+            ++counts[c];
+            newp[nnew] = rowp[r];
+            newc[nnew++] = c;
+            k = base + c;
+          }
+          id[n0 + r] = k;
+          last_key = key;
+          last_id = k;
         }
-        uint64_t key = 0;
-        for (int h = 0; h < H_; ++h)
-          if (proj[h] > T(0)) key |= uint64_t(1) << h;
-        auto it = bl.table.find(key);
-        if (it != bl.table.end()) {
-          id[n] = it->second;
-          ++hits[t];
-          continue;
-        }
-        auto ins = local.emplace(key, static_cast<int32_t>(local_keys.size()));
-        const int32_t c = ins.first->second;
-        if (ins.second) {
-          local_keys.push_back(key);
-          sums.resize(sums.size() + len, T(0));
-          counts.push_back(0);
-        }
-        T* s = sums.data() + static_cast<size_t>(c) * len;
-        for (int64_t q = 0; q < len; ++q) s[q] += v[q];
-        ++counts[c];
-        id[n] = base + c;
+        detail::scatter_add_ptrs(sums.data(), newc, newp, nnew, len);
       }
-      const int64_t nc = static_cast<int64_t>(local_keys.size());
+      const int64_t nc = static_cast<int64_t>(keys_new.size());
       for (int64_t c = 0; c < nc; ++c) {
-        const T inv = T(1) / static_cast<T>(counts[c]);
-        for (int64_t q = 0; q < len; ++q) sums[c * len + q] *= inv;
-        bl.table.emplace(local_keys[c], base + static_cast<int32_t>(c));
+        const T count = static_cast<T>(counts[c]);
+        for (int64_t q = 0; q < len; ++q) sums[c * len + q] /= count;
+        bl.table.find_or_insert(keys_new[c], nullptr, base + static_cast<int32_t>(c));
       }
       fresh[t] = nc;
-      new_centroids[t] = std::move(sums);
     } catch (const std::exception& e) {
 #ifdef _OPENMP
 #pragma omp critical(pyadr_reuse_cache_err)
@@ -151,7 +193,7 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
 
   // Phase 2, blocks in turn (the GEMM has the threads): products of the new clusters.
   for (int64_t t = 0; t < nb; ++t) {
-    Block& bl = blocks_[t];
+    Block& bl = *blocks_[t];
     const int64_t nc = fresh[t];
     if (nc == 0) continue;
     const size_t old = bl.products.size();
@@ -162,33 +204,21 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
   }
 
   // Phase 3, rows in parallel: y[n] = b + sum_j P_j[id_j(n)].
-  const int64_t ntiles = (N + 63) / 64;
-  [[maybe_unused]] const int nt3 = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads(), ntiles)));
+  std::vector<const T*> tables(nb);
+  for (int64_t t = 0; t < nb; ++t) tables[t] = blocks_[t]->products.data();
+  const int64_t ntiles = (N + kTile - 1) / kTile;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt3)
+#pragma omp parallel num_threads(detail::threads_for(ntiles))
 #endif
   {
-    std::vector<T> acc(static_cast<size_t>(64) * M);
+    detail::Buffer<T> acc(kTile * M);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t tile = 0; tile < ntiles; ++tile) {
-      const int64_t n0 = tile * 64, n1 = std::min<int64_t>(N, n0 + 64);
-      for (int64_t n = n0; n < n1; ++n) {
-        T* a = acc.data() + (n - n0) * M;
-        if (bias_.empty()) std::fill(a, a + M, T(0));
-        else std::copy(bias_.begin(), bias_.end(), a);
-        for (int64_t t = 0; t < nb; ++t) {
-          const T* pr = blocks_[t].products.data() + static_cast<size_t>(ids[t * N + n]) * M;
-          for (int64_t m = 0; m < M; ++m) a[m] += pr[m];
-        }
-      }
-      for (int64_t n = n0; n < n1; ++n) {
-        const int64_t b = n / P, pos = n % P;
-        const T* a = acc.data() + (n - n0) * M;
-        T* yb = y + b * M * P + pos;
-        for (int64_t m = 0; m < M; ++m) yb[m * P] = a[m];
-      }
+      const int64_t n0 = tile * kTile, rows = std::min(kTile, N - n0);
+      detail::gather_sum(acc.data(), tables.data(), ids.data() + n0, N, nb, rows, M);
+      detail::store_rows_nchw(g, n0, rows, acc.data(), bias_.empty() ? nullptr : bias_.data(), y);
     }
   }
 
@@ -196,7 +226,7 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
   for (int64_t t = 0; t < nb; ++t) {
     h += hits[t];
     f += fresh[t];
-    entries += static_cast<int64_t>(blocks_[t].table.size());
+    entries += static_cast<int64_t>(blocks_[t]->table.size());
   }
   stats_.calls += 1;
   stats_.lookups += N * nb;

@@ -103,6 +103,8 @@ class Trainer:
         self.total_steps = max(1, int(math.ceil(cfg.epochs * self.steps_per_epoch)))
         self.model_spec = {"name": cfg.model, "in_shape": list(data.image_shape),
                            "num_classes": data.num_classes, "width": cfg.width}
+        # the input normalisation the model was trained with (pyadr export writes it for the edge)
+        self.data_norm = {"mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]}
         self.model = build_model(cfg.model, data.image_shape, data.num_classes, cfg.width, cfg.seed).to(self.xp)
         self.layers = engine_layers(self.model)
         self.dropouts = dropout_layers(self.model)
@@ -138,7 +140,7 @@ class Trainer:
             self.log(f"[reuse] step {e['step']}: {e['layer']}: {e['from']} -> {e['to']} ({e['reason']})")
 
     def _save(self, name, epoch, step_in_epoch, counters):
-        meta = {"model_spec": self.model_spec, "config": self.cfg.to_dict(),
+        meta = {"model_spec": self.model_spec, "config": self.cfg.to_dict(), "data_norm": self.data_norm,
                 "position": {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": self.global_step},
                 "schedule": self.schedule.state_dict(), "counters": counters,
                 "totals": {"conv_time_total": self.conv_time_total, "wall_time": self._wall(),

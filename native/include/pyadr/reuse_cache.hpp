@@ -20,7 +20,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <unordered_map>
 #include <vector>
 
 #include "pyadr/core.hpp"
@@ -41,6 +40,9 @@ class ReuseCache {
   // g: the layer's geometry; g.B is ignored (every call gives its batch). w (M, C, kh, kw) and
   // b (M) or null are copied; p.planes (L, H) is copied. Throws Error on bad arguments.
   ReuseCache(const ConvGeom& g, const T* w, const T* b, const ReuseParams<T>& p, int64_t max_entries = 0);
+  ~ReuseCache();
+  ReuseCache(const ReuseCache&) = delete;
+  ReuseCache& operator=(const ReuseCache&) = delete;
   // x (batch, C, H, W) -> y (batch, M, OH, OW).
   void forward(int64_t batch, const T* x, T* y);
   void clear();
@@ -48,18 +50,14 @@ class ReuseCache {
   const ConvGeom& geometry() const { return g_; }
 
  private:
-  struct Block {
-    int64_t k0 = 0, len = 0;
-    std::vector<int64_t> c, i, j;                 // input channel / kernel row / column per column
-    std::unordered_map<uint64_t, int32_t> table;  // key -> product index
-    std::vector<T> products;                      // (entries, M)
-  };
+  struct Block;  // one sub-matrix: its key table and stored products (reuse_cache.cpp)
   ConvGeom g_;
   int L_ = 0, H_ = 0;
-  std::vector<T> planes_;  // (L, H)
+  std::vector<T> planes_;  // (L, HB): the planes padded with zero columns to 8/16/32/64 hashes
   std::vector<T> Wm_;      // (K, M), rows in `order`
   std::vector<T> bias_;    // (M) or empty
-  std::vector<Block> blocks_;
+  Order order_ = Order::HWC;
+  std::vector<std::unique_ptr<Block>> blocks_;
   int64_t max_entries_ = 0;
   ReuseCacheStats stats_;
 };
