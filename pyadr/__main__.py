@@ -2,6 +2,7 @@
 
   train / compare / plot / evaluate   the standalone trainer (pyadr.train)
   bench                               kernel benchmark tables on real Fashion-MNIST activations
+  profile                             where a training step's time goes (exact vs reuse)
   export                              trainer checkpoint -> binary weights for the edge build
   config                              show_config(): GEMM, OpenMP threads, SIMD, GPU
 """
@@ -16,6 +17,7 @@ _COMMANDS = {
     "plot": ("pyadr.train.cli", "main", True),
     "evaluate": ("pyadr.train.cli", "main", True),
     "bench": ("pyadr.bench_table", "main", False),
+    "profile": ("pyadr.train.profile", "main", False),
     "export": ("pyadr.export", "main", False),
 }
 

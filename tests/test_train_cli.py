@@ -73,3 +73,25 @@ def test_compare_writes_table_and_plots_or_says_why_not(tmp_path, capsys):
         assert os.path.exists(os.path.join(out, "compare_reuse.png"))
         assert cli.main(["plot", os.path.join(out, "fixed")]) == 0
         assert os.path.exists(os.path.join(out, "fixed", "run.png"))
+
+
+def test_profile_breakdown(capsys):
+    """pyadr profile: every part of a step for exact and reuse training, shares summing to 100 %."""
+    from pyadr.__main__ import main
+    assert main(["profile", "--dataset", "synthetic", "--batch-size", "8", "--steps", "2", "--threads", "1",
+                 "--L", "8", "--H", "6", "--hash", "sign"]) == 0
+    out = capsys.readouterr().out
+    for part in ("data", "conv", "pooling", "lrn", "linear", "loss", "optimizer", "step"):
+        assert part in out
+    assert "reuse sign L=8 H=6 on conv2" in out and "reuse step / exact step" in out
+    rows = [l for l in out.splitlines() if l.split() and l.split()[0] in ("data", "conv", "pooling", "lrn", "linear",
+                                                                            "relu", "batchnorm", "loss", "optimizer")
+            or l.startswith("other layers")]
+    exact_shares = [float(l.split("%")[0].split()[-1]) for l in rows]
+    assert abs(sum(exact_shares) - 100) < 6   # rounded shares of the exact column
+
+
+def test_profile_bad_layer(capsys):
+    from pyadr.__main__ import main
+    assert main(["profile", "--dataset", "synthetic", "--steps", "1", "--reuse-layers", "conv9"]) == 2
+    assert "conv9" in capsys.readouterr().err

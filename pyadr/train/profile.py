@@ -1,0 +1,145 @@
+"""Where a training step's time goes: `pyadr profile` (also `python -m pyadr profile`).
+
+Times every layer's forward and backward by kind (conv, pooling, LRN, linear, ReLU, ...), the
+loss, the optimizer step and building the batch (data), over a few training steps of a real model
+on real data, for exact training and for deep reuse (one fixed rung on the chosen layers, the
+default: every convolution but the first, as the trainer's schedule does). Medians of the
+per-step sums are printed side by side, with each part's share of the step.
+
+    pyadr profile --model cifarnet --dataset fashion-mnist --steps 20 --threads 2
+    pyadr profile --L 64 --H 12 --hash l2          # the reuse column's rung
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+CATEGORIES = ("data", "conv", "pooling", "lrn", "linear", "relu", "batchnorm", "other layers", "loss", "optimizer")
+
+
+def _category(mod):
+    from .. import nn
+    for cls, name in ((nn.Conv2d, "conv"), ((nn.MaxPool2d, nn.AvgPool2d), "pooling"),
+                      (nn.LocalResponseNorm, "lrn"), (nn.Linear, "linear"), (nn.ReLU, "relu"),
+                      (nn.BatchNorm2d, "batchnorm")):
+        if isinstance(mod, cls):
+            return name
+    return "other layers"
+
+
+def _instrument(model, times):
+    """Wraps every leaf module's forward/backward (instance attributes) to add its time to
+    times[category]."""
+    for _, mod in model.named_modules():
+        if list(mod.children()):
+            continue
+        cat = _category(mod)
+        for attr in ("forward", "backward"):
+            fn = getattr(mod, attr)
+
+            def timed(*a, _fn=fn, _cat=cat, **k):
+                t = time.perf_counter()
+                out = _fn(*a, **k)
+                times[_cat] += time.perf_counter() - t
+                return out
+            setattr(mod, attr, timed)
+
+
+def profile_steps(model, loader, optimizer, steps, warmup=2):
+    """[{category: seconds}] for `steps` training steps after `warmup` untimed ones."""
+    from ..nn import softmax_cross_entropy
+    order = loader.order(0)
+    per_step = []
+    times = dict.fromkeys(CATEGORIES, 0.0)
+    _instrument(model, times)
+    model.train()
+    for s in range(warmup + steps):
+        for k in times:
+            times[k] = 0.0
+        t = time.perf_counter()
+        x, y = loader.make_batch(order, 0, s % len(loader))
+        times["data"] += time.perf_counter() - t
+        logits = model.forward(x)
+        t = time.perf_counter()
+        _, dlogits, _ = softmax_cross_entropy(logits, y)
+        times["loss"] += time.perf_counter() - t
+        model.backward(dlogits)
+        t = time.perf_counter()
+        optimizer.step()
+        times["optimizer"] += time.perf_counter() - t
+        if s >= warmup:
+            per_step.append(dict(times))
+    return per_step
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="pyadr profile", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="cifarnet")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=20, help="timed steps per column (default 20)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--L", type=int, default=64, help="reuse column: sub-vector length (default 64)")
+    p.add_argument("--H", type=int, default=12, help="reuse column: hashes (default 12)")
+    p.add_argument("--hash", choices=("sign", "l2"), default="l2")
+    p.add_argument("--reuse-layers", default=None,
+                   help="comma list of layers for the reuse column (default: every conv but the first)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv=None, file=None) -> int:
+    out = file or sys.stdout
+    a = _parser().parse_args(argv)
+    if a.steps < 1 or a.batch_size < 1 or a.threads < 1:
+        raise SystemExit("pyadr profile: --steps, --batch-size and --threads must be >= 1")
+    import pyadr
+    from ..nn import SGD
+    from .data import load_dataset
+    from .loader import BatchLoader
+    from .models import build_model, engine_layers
+    from .reuse_schedule import Rung
+
+    pyadr.set_num_threads(a.threads)
+    try:
+        data = load_dataset(a.dataset, a.data_dir)
+    except FileNotFoundError as exc:
+        print(f"pyadr profile: {exc}", file=sys.stderr)
+        return 2
+    loader = BatchLoader(data.train_images, data.train_labels, a.batch_size, data.mean, data.std,
+                         seed=a.seed, prefetch=0)
+    columns = {}
+    for label in ("exact", "reuse"):
+        model = build_model(a.model, data.image_shape, data.num_classes, 1.0, a.seed)
+        layers = dict(engine_layers(model))
+        if label == "reuse":
+            names = a.reuse_layers.split(",") if a.reuse_layers else [n for n in layers if n.startswith("conv")][1:]
+            for pos, name in enumerate(names):
+                if name not in layers:
+                    print(f"pyadr profile: layer {name!r} is not in the model ({', '.join(layers)})", file=sys.stderr)
+                    return 2
+                layers[name].reuse = Rung(a.L, a.H, a.hash).config(layers[name].K, seed=pos)
+            label = f"reuse {a.hash} L={a.L} H={a.H} on {','.join(names)}"
+        opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
+        steps = profile_steps(model, loader, opt, a.steps)
+        columns[label] = {k: float(np.median([s[k] for s in steps])) for k in CATEGORIES}
+        columns[label]["step"] = float(np.median([sum(s.values()) for s in steps]))
+    print(f"{a.model} on {a.dataset}, batch {a.batch_size}, {a.threads} threads; medians over {a.steps} steps "
+          f"(ms, share of the step)", file=out)
+    labels = list(columns)
+    print(f"{'part':14s}" + "".join(f"{l[:38]:>40s}" for l in labels), file=out)
+    for k in CATEGORIES + ("step",):
+        cells = "".join(f"{1e3 * columns[l][k]:>31.1f} ms {100 * columns[l][k] / columns[l]['step']:4.0f} %"
+                        for l in labels)
+        print(f"{k:14s}{cells}", file=out)
+    e, r = (columns[l]["step"] for l in labels)
+    print(f"reuse step / exact step: {r / e:.2f}", file=out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
