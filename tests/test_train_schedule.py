@@ -50,7 +50,7 @@ def test_default_layers_skip_the_first_conv_and_layers_without_gain(model_and_pr
 def test_adaptive_advances_on_a_plateau_then_goes_exact(model_and_probes):
     model, probes = model_and_probes
     sched = ReuseSchedule("adaptive", rungs=[Rung(4, 2), Rung(4, 6)], layers=["conv2"],
-                          plateau_window=3, plateau_eps=0.05, check_every=0, exact_tail=0.0)
+                          plateau_window=3, plateau_eps=0.05, check_every=0, exact_tail=0.0, min_dwell=0.0)
     sched.setup(model, probes, 10, 100)
     assert sched.label("conv2") == "sign L4 H2"
     events = []
@@ -65,6 +65,23 @@ def test_adaptive_advances_on_a_plateau_then_goes_exact(model_and_probes):
         events += sched.after_step(step, 1.0, model, probes)
     assert events[-1]["to"] == "exact" and model[3].reuse is None
     assert sched.active() == []
+
+
+def test_adaptive_min_dwell_holds_a_rung(model_and_probes):
+    """A plateau advances a rung only after min_dwell of the steps on it (here 20 of 100)."""
+    model, probes = model_and_probes
+    sched = ReuseSchedule("adaptive", rungs=[Rung(4, 2), Rung(4, 6)], layers=["conv2"],
+                          plateau_window=3, plateau_eps=0.05, check_every=0, exact_tail=0.0, min_dwell=0.2)
+    sched.setup(model, probes, 10, 100)
+    events = []
+    for step in range(60):
+        events += sched.after_step(step, 1.0, model, probes)
+    assert [e["to"] for e in events] == ["sign L4 H6", "exact"]
+    assert 20 <= events[0]["step"] <= 23 and "since step 0" in events[0]["reason"]
+    assert events[1]["step"] - events[0]["step"] >= 20
+    assert ReuseSchedule("adaptive").min_dwell == 0.25
+    with pytest.raises(ValueError, match="min_dwell"):
+        ReuseSchedule("adaptive", min_dwell=1.5)
 
 
 def test_adaptive_loss_gap_check_and_exact_tail(model_and_probes):

@@ -60,6 +60,9 @@ def _add_train_flags(p):
     g.add_argument("--gap-delta", dest="gap_delta", type=float, default=S)
     g.add_argument("--check-every", dest="check_every", type=int, default=S)
     g.add_argument("--min-speedup", dest="min_speedup", type=float, default=S)
+    g.add_argument("--min-dwell", dest="min_dwell", type=float, default=S,
+                   help="adaptive: least fraction of the steps a layer stays on a rung before a loss "
+                        "plateau advances it (default 0.25; loss-gap checks may advance sooner)")
     g = p.add_argument_group("run")
     g.add_argument("--out", default=S, help="run directory (default runs/MODEL-DATASET-REUSE-sSEED)")
     g.add_argument("--config", dest="config_file", default=None, help="JSON file of settings")

@@ -59,6 +59,7 @@ class TrainConfig:
     check_every: int = 200
     probe_batches: int = 2
     min_speedup: float = 1.2
+    min_dwell: float = 0.25                          # adaptive: least fraction of the steps on a rung before a plateau advances it
     # run management
     out: Optional[str] = None
     resume: Optional[str] = None
@@ -99,6 +100,7 @@ class TrainConfig:
         need(is_num(self.width_scale) and self.width_scale > 0, "width_scale", "must be > 0")
         need(self.exact_tail is None or (is_num(self.exact_tail) and 0 <= self.exact_tail <= 1),
              "exact_tail", "must be in [0, 1]")
+        need(is_num(self.min_dwell) and 0 <= self.min_dwell <= 1, "min_dwell", "must be in [0, 1]")
         need(self.stop_after_steps is None or (is_int(self.stop_after_steps) and self.stop_after_steps >= 1),
              "stop_after_steps", "must be an int >= 1")
         need(self.reuse_layers is None or (isinstance(self.reuse_layers, list)

@@ -6,7 +6,9 @@ Strategies
 - ladder:   all reusing layers climb the same rungs at fixed epoch milestones, then exact.
 - adaptive: each layer has its own ladder of rungs from coarse to fine; all layers advance one rung
             when the training loss plateaus (the mean of the last `plateau_window` losses improved
-            on the window before by less than `plateau_eps`, relatively), and a layer advances when
+            on the window before by less than `plateau_eps`, relatively, and each has been on its rung
+            for at least `min_dwell` of the steps: mini-batch noise must not skip the rungs), and a
+            layer advances when
             a periodic check on a few training batches shows that reuse in that layer alone raises
             the loss above exact by more than `gap_delta` (relatively). The last `exact_tail`
             fraction of the steps is exact. Every change is reported with its reason.
@@ -100,7 +102,7 @@ def _out_width(layer):
 class ReuseSchedule:
     def __init__(self, strategy="exact", *, rungs=None, ladder=None, layers=None, exact_tail=None,
                  plateau_window=50, plateau_eps=0.01, gap_delta=0.1, check_every=200,
-                 probe_batches=2, min_speedup=1.2, seed=0):
+                 probe_batches=2, min_speedup=1.2, min_dwell=0.25, seed=0):
         if strategy not in STRATEGIES:
             raise ValueError(f"reuse strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
         self.strategy = strategy
@@ -117,7 +119,10 @@ class ReuseSchedule:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
         self.exact_tail, self.plateau_window, self.plateau_eps = float(exact_tail), int(plateau_window), float(plateau_eps)
         self.gap_delta, self.check_every, self.probe_batches = float(gap_delta), int(check_every), int(probe_batches)
-        self.min_speedup, self.seed = float(min_speedup), int(seed)
+        if not (isinstance(min_dwell, (int, float)) and 0.0 <= min_dwell <= 1.0):
+            raise ValueError(f"min_dwell must be in [0, 1], got {min_dwell!r}")
+        self.min_speedup, self.seed, self.min_dwell = float(min_speedup), int(seed), float(min_dwell)
+        self.min_dwell_steps = 0
         self.plans = {}                 # name -> {"rungs": [Rung], "index": int, "K": int, "seed": int}
         self.recent_losses = []
         self.tail_start = None
@@ -132,6 +137,7 @@ class ReuseSchedule:
             layer.reuse = None
         self.plans = {}
         self.tail_start = total_steps - int(round(self.exact_tail * total_steps))
+        self.min_dwell_steps = int(round(self.min_dwell * total_steps))
         if self.strategy == "exact":
             return []
         layers = engine_layers(model)
@@ -170,7 +176,7 @@ class ReuseSchedule:
                                           + "; ".join(notes) + ")"))
                 continue
             self.plans[name] = {"rungs": kept, "index": min(first_index, len(kept)), "K": layer.K,
-                                "seed": seed}
+                                "seed": seed, "since": 0}
             events.append(self._event(0, name, EXACT, self.label(name), "start (" + "; ".join(notes) + ")"))
         self._apply_all()
         return events
@@ -248,6 +254,7 @@ class ReuseSchedule:
             return []
         old = self.label(name)
         plan["index"] = index
+        plan["since"] = step
         self._apply(name)
         return [self._event(step, name, old, self.label(name), reason)]
 
@@ -287,11 +294,13 @@ class ReuseSchedule:
             prev = float(np.mean(self.recent_losses[:w]))
             cur = float(np.mean(self.recent_losses[w:2 * w]))
             improvement = (prev - cur) / max(abs(prev), 1e-12)
-            if improvement < self.plateau_eps:
-                for name in self.active():
+            dwelt = [n for n in self.active() if step + 1 - self.plans[n].get("since", 0) >= self.min_dwell_steps]
+            if improvement < self.plateau_eps and dwelt:
+                for name in dwelt:
                     events += self._set_index(step + 1, name, self.plans[name]["index"] + 1,
                                               f"plateau: mean loss over {w} steps improved "
-                                              f"{improvement:+.2%} < {self.plateau_eps:.2%}")
+                                              f"{improvement:+.2%} < {self.plateau_eps:.2%}, "
+                                              f"on this rung since step {self.plans[name].get('since', 0)})")
                 self.recent_losses = []
             else:
                 self.recent_losses = self.recent_losses[w:]
@@ -338,11 +347,12 @@ class ReuseSchedule:
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self):
-        return {"strategy": self.strategy, "tail_start": self.tail_start,
+        return {"strategy": self.strategy, "tail_start": self.tail_start, "min_dwell_steps": self.min_dwell_steps,
                 "recent_losses": list(self.recent_losses),
                 "milestones": [list(m) for m in self.milestones],
                 "plans": {n: {"rungs": [r.to_dict() for r in p["rungs"]], "index": p["index"],
-                              "K": p["K"], "seed": p["seed"]} for n, p in self.plans.items()}}
+                              "K": p["K"], "seed": p["seed"], "since": p.get("since", 0)}
+                          for n, p in self.plans.items()}}
 
     def load_state_dict(self, state, model):
         """Restore a schedule (no re-calibration) and apply its rungs to `model`."""
@@ -350,10 +360,12 @@ class ReuseSchedule:
             raise ValueError(f"checkpoint schedule is {state['strategy']!r}, run asks for {self.strategy!r}")
         self._bind(model)
         self.tail_start = state["tail_start"]
+        self.min_dwell_steps = int(state.get("min_dwell_steps", 0))
         self.recent_losses = [float(v) for v in state["recent_losses"]]
         self.milestones = [tuple(m) for m in state["milestones"]]
         self.plans = {n: {"rungs": [Rung.from_dict(r) for r in p["rungs"]], "index": int(p["index"]),
-                          "K": int(p["K"]), "seed": int(p["seed"])} for n, p in state["plans"].items()}
+                          "K": int(p["K"]), "seed": int(p["seed"]), "since": int(p.get("since", 0))}
+                      for n, p in state["plans"].items()}
         missing = [n for n in self.plans if n not in self._layers]
         if missing:
             raise ValueError(f"checkpoint schedule names layers {missing} that the model lacks")
