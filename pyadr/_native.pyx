@@ -41,6 +41,20 @@ cdef extern from "_native_shim.hpp" namespace "pyadr_shim":
                          const void* planes, const void* offsets, double width, const void* x,
                          const void* w, const void* b, void* y) except + nogil
     void backward_reuse(const State& s, const void* dy, void* dx, void* dw, void* db) except + nogil
+    cdef cppclass PoolGeom "pyadr::PoolGeom":
+        pass
+    PoolGeom pool_geom(int64_t P, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                       int64_t ph, int64_t pw)
+    void c_maxpool_forward "pyadr_shim::maxpool_forward"(int dtype, const PoolGeom& g, const void* x, void* y,
+                                                         int32_t* arg) except + nogil
+    void c_maxpool_backward "pyadr_shim::maxpool_backward"(int dtype, const PoolGeom& g, const void* dy,
+                                                           const int32_t* arg, void* dx) except + nogil
+    void c_lrn_forward "pyadr_shim::lrn_forward"(int dtype, int64_t B, int64_t C, int64_t HW, int size,
+                                                 double alpha, double beta, double k, const void* x, void* y,
+                                                 void* s, void* scale) except + nogil
+    void c_lrn_backward "pyadr_shim::lrn_backward"(int dtype, int64_t B, int64_t C, int64_t HW, int size,
+                                                   double alpha, double beta, const void* x, const void* s,
+                                                   const void* scale, const void* dy, void* dx) except + nogil
     void c_set_blas "pyadr_shim::set_blas"(uintptr_t s, uintptr_t d)
     void c_set_gemm_provider "pyadr_shim::set_gemm_provider"(int p) except +
     int c_gemm_provider "pyadr_shim::gemm_provider"()
@@ -163,6 +177,46 @@ def gemm(int dtype, cbool ta, cbool tb, int64_t m, int64_t n, int64_t k, double 
     cdef void* pc = _ptr(C)
     with nogil:
         c_gemm(dtype, ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc)
+
+
+def maxpool_forward(int dtype, tuple g, x, y, arg):
+    """g = (P, H, W, kh, kw, sh, sw, ph, pw); x (P, H, W), y (P, OH, OW), arg int32 like y or None."""
+    cdef PoolGeom pg = pool_geom(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8])
+    cdef void* px = _ptr(x)
+    cdef void* py = _ptr(y)
+    cdef int32_t* pa = <int32_t*>_ptr(arg)
+    with nogil:
+        c_maxpool_forward(dtype, pg, px, py, pa)
+
+
+def maxpool_backward(int dtype, tuple g, dy, arg, dx):
+    cdef PoolGeom pg = pool_geom(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8])
+    cdef void* pdy = _ptr(dy)
+    cdef const int32_t* pa = <const int32_t*>_ptr(arg)
+    cdef void* pdx = _ptr(dx)
+    with nogil:
+        c_maxpool_backward(dtype, pg, pdy, pa, pdx)
+
+
+def lrn_forward(int dtype, int64_t B, int64_t C, int64_t HW, int size, double alpha, double beta, double k,
+                x, y, s, scale):
+    cdef void* px = _ptr(x)
+    cdef void* py = _ptr(y)
+    cdef void* ps = _ptr(s)
+    cdef void* psc = _ptr(scale)
+    with nogil:
+        c_lrn_forward(dtype, B, C, HW, size, alpha, beta, k, px, py, ps, psc)
+
+
+def lrn_backward(int dtype, int64_t B, int64_t C, int64_t HW, int size, double alpha, double beta,
+                 x, s, scale, dy, dx):
+    cdef void* px = _ptr(x)
+    cdef void* ps = _ptr(s)
+    cdef void* psc = _ptr(scale)
+    cdef void* pdy = _ptr(dy)
+    cdef void* pdx = _ptr(dx)
+    with nogil:
+        c_lrn_backward(dtype, B, C, HW, size, alpha, beta, px, ps, psc, pdy, pdx)
 
 
 def set_threads(int n):

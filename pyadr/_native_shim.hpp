@@ -104,4 +104,49 @@ inline void gemm(int dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k, d
                         ldc);
 }
 
+inline pyadr::PoolGeom pool_geom(int64_t P, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                 int64_t ph, int64_t pw) {
+  pyadr::PoolGeom g;
+  g.P = P;
+  g.H = H;
+  g.W = W;
+  g.kh = kh;
+  g.kw = kw;
+  g.sh = sh;
+  g.sw = sw;
+  g.ph = ph;
+  g.pw = pw;
+  return g;
+}
+
+inline void maxpool_forward(int dtype, const pyadr::PoolGeom& g, const void* x, void* y, int32_t* arg) {
+  if (dtype == 0) pyadr::maxpool2d_forward<float>(g, (const float*)x, (float*)y, arg);
+  else pyadr::maxpool2d_forward<double>(g, (const double*)x, (double*)y, arg);
+}
+
+inline void maxpool_backward(int dtype, const pyadr::PoolGeom& g, const void* dy, const int32_t* arg, void* dx) {
+  if (dtype == 0) pyadr::maxpool2d_backward<float>(g, (const float*)dy, arg, (float*)dx);
+  else pyadr::maxpool2d_backward<double>(g, (const double*)dy, arg, (double*)dx);
+}
+
+inline void lrn_forward(int dtype, int64_t B, int64_t C, int64_t HW, int size, double alpha, double beta, double k,
+                        const void* x, void* y, void* s, void* scale) {
+  if (dtype == 0)
+    pyadr::lrn_forward<float>(B, C, HW, size, (float)alpha, (float)beta, (float)k, (const float*)x, (float*)y,
+                              (float*)s, (float*)scale);
+  else
+    pyadr::lrn_forward<double>(B, C, HW, size, alpha, beta, k, (const double*)x, (double*)y, (double*)s,
+                               (double*)scale);
+}
+
+inline void lrn_backward(int dtype, int64_t B, int64_t C, int64_t HW, int size, double alpha, double beta,
+                         const void* x, const void* s, const void* scale, const void* dy, void* dx) {
+  if (dtype == 0)
+    pyadr::lrn_backward<float>(B, C, HW, size, (float)alpha, (float)beta, (const float*)x, (const float*)s,
+                               (const float*)scale, (const float*)dy, (float*)dx);
+  else
+    pyadr::lrn_backward<double>(B, C, HW, size, alpha, beta, (const double*)x, (const double*)s,
+                                (const double*)scale, (const double*)dy, (double*)dx);
+}
+
 }  // namespace pyadr_shim

@@ -110,21 +110,58 @@ def loop_maxpool(x, k, s, p):
     return y, dx_index
 
 
+@pytest.mark.parametrize("impl", ["native", "vectorised"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k,s,p", [(3, 2, 1), (2, 2, 0), (3, 1, 1), (2, 1, 0)])
-def test_maxpool_matches_loop_reference_with_ties(rng, k, s, p):
-    x = rng.integers(0, 3, size=(2, 2, 6, 7)).astype(np.float32)   # many ties
-    y, cache = pooling.maxpool2d_forward(x, (k, k), (s, s), (p, p))
+def test_maxpool_matches_loop_reference_with_ties(rng, k, s, p, dtype, impl):
+    """The native kernel (NumPy float arrays) and the vectorised one (CuPy's path) against loops."""
+    fwd, bwd = pooling.maxpool2d_forward, pooling.maxpool2d_backward
+    if impl == "vectorised":
+        fwd, bwd = pooling.maxpool2d_forward_vectorised, pooling.maxpool2d_backward_vectorised
+    x = rng.integers(0, 3, size=(2, 2, 6, 7)).astype(dtype)   # many ties
+    y, cache = fwd(x, (k, k), (s, s), (p, p))
+    assert y.dtype == dtype
     y_ref, where = loop_maxpool(x, k, s, p)
     np.testing.assert_array_equal(y, y_ref)
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    dx = pooling.maxpool2d_backward(dy, cache)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = bwd(dy, cache)
     dx_ref = np.zeros_like(x)
     for (b, c, oh, ow), (h, w) in where.items():
         dx_ref[b, c, h, w] += dy[b, c, oh, ow]
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)
-    y_eval, no_cache = pooling.maxpool2d_forward(x, (k, k), (s, s), (p, p), track=False)
+    y_eval, no_cache = fwd(x, (k, k), (s, s), (p, p), track=False)
     np.testing.assert_array_equal(y_eval, y_ref)
     assert no_cache is None
+
+
+def test_native_maxpool_non_contiguous_input_and_bad_geometry(rng):
+    x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32).transpose(0, 3, 1, 2)   # (2, 3, 7, 6) view
+    y, cache = pooling.maxpool2d_forward(x, (3, 3), (2, 2), (1, 1))
+    y_ref, _ = pooling.maxpool2d_forward_vectorised(x, (3, 3), (2, 2), (1, 1))
+    np.testing.assert_array_equal(y, y_ref)
+    with pytest.raises(ValueError, match="padding"):
+        pooling.maxpool2d_forward(x, (2, 2), (1, 1), (2, 2))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size,C", [(9, 64), (4, 6), (5, 3), (1, 2)])
+def test_native_lrn_matches_vectorised(rng, size, C, dtype):
+    """The native LRN (NumPy float arrays) against the vectorised version, forward and backward,
+    including windows wider than the channel count and even sizes."""
+    x = rng.standard_normal((3, C, 5, 4)).astype(dtype) * 2
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    layer = nn.LocalResponseNorm(size, alpha=0.3, beta=0.75, k=1.5)
+    y = layer.forward(x)
+    assert layer._cache[0] == "native" and y.dtype == dtype
+    dx = layer.backward(dy)
+    ref = nn.LocalResponseNorm(size, alpha=0.3, beta=0.75, k=1.5)
+    y_ref = ref.forward_vectorised(x)
+    dx_ref = ref.backward(dy)
+    tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(y, y_ref, **tol)
+    np.testing.assert_allclose(dx, dx_ref, **tol)
+    other = nn.LocalResponseNorm(size, alpha=0.3, beta=0.6, k=1.5)      # beta != 0.75: pow
+    np.testing.assert_allclose(other.forward(x), other.forward_vectorised(x), **tol)
 
 
 def test_avgpool_matches_loop_reference(rng):

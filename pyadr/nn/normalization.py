@@ -100,6 +100,21 @@ class LocalResponseNorm(Module):
         return s ** s.dtype.type(-self.beta)
 
     def forward(self, x):
+        import numpy as np
+        if isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype in (np.float32, np.float64):
+            from .. import _native     # native kernel (nn_ops.cpp); forward_vectorised is its reference
+            x = np.ascontiguousarray(x)
+            B, C, H, W = x.shape
+            y, s = np.empty_like(x), np.empty_like(x)
+            scale = np.empty_like(x) if self.training else None
+            _native.lrn_forward(0 if x.dtype == np.float32 else 1, B, C, H * W, self.size, self.alpha, self.beta,
+                                self.k, x, y, s, scale)
+            self._cache = ("native", x, s, scale) if self.training else None
+            return y
+        return self.forward_vectorised(x)
+
+    def forward_vectorised(self, x):
+        """The array-module version (NumPy or CuPy) of forward."""
         n = self.size
         sq = x * x
         s = self._window_sum(sq, n // 2, (n - 1) // 2)
@@ -107,11 +122,21 @@ class LocalResponseNorm(Module):
         s += x.dtype.type(self.k)
         scale = self._inverse_power(s)
         y = x * scale
-        self._cache = (x, s, scale) if self.training else None
+        self._cache = ("vectorised", x, s, scale) if self.training else None
         return y
 
     def backward(self, dy):
-        x, s, scale = self._cache
+        if self._cache[0] == "native":
+            import numpy as np
+            from .. import _native
+            _, x, s, scale = self._cache
+            dy = np.ascontiguousarray(dy, dtype=x.dtype)
+            dx = np.empty_like(x)
+            B, C, H, W = x.shape
+            _native.lrn_backward(0 if x.dtype == np.float32 else 1, B, C, H * W, self.size, self.alpha, self.beta,
+                                 x, s, scale, dy, dx)
+            return dx
+        _, x, s, scale = self._cache
         n = self.size
         t = dy * x
         t *= scale

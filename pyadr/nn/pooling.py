@@ -7,6 +7,10 @@ of each stage (uint8) makes the backward two 1-D scatters, one strided `+=` per 
 one tap never overlap, so the add is exact without np.add.at). Ties go to the first maximum in
 row-major window order, as in PyTorch: stage W keeps the first maximal column of each row and
 stage H the first row whose maximum is the window's maximum. Padding never wins (it is -inf).
+
+NumPy float32/float64 arrays take the native kernel instead (pyadr core, nn_ops.cpp: one pass per
+plane, the argmax kept as an int32 in-plane index, same tie rule); the vectorised version above
+serves CuPy arrays and is the reference the native kernel is tested against.
 """
 from __future__ import annotations
 
@@ -79,8 +83,48 @@ def _max1d_backward(dy, arg, axis, n, k, s, p):
     return dx
 
 
+def _native_ok(x):
+    import numpy as np
+    return isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype in (np.float32, np.float64)
+
+
+def _pool_geom(shape, kernel, stride, padding):
+    B, C, H, W = shape
+    return (B * C, H, W, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
+
+
 def maxpool2d_forward(x, kernel, stride, padding, track=True):
     """y (B, C, OH, OW) and the cache for `maxpool2d_backward` (None unless `track`)."""
+    if _native_ok(x):
+        import numpy as np
+        from .. import _native
+        x = np.ascontiguousarray(x)
+        B, C, H, W = x.shape
+        shape = (B, C, pool_output_size(H, kernel[0], stride[0], padding[0]),
+                 pool_output_size(W, kernel[1], stride[1], padding[1]))
+        y = np.empty(shape, x.dtype)
+        arg = np.empty(shape, np.int32) if track else None
+        _native.maxpool_forward(0 if x.dtype == np.float32 else 1, _pool_geom(x.shape, kernel, stride, padding),
+                                x, y, arg)
+        return y, (("native", x.shape, kernel, stride, padding, arg) if track else None)
+    return maxpool2d_forward_vectorised(x, kernel, stride, padding, track)
+
+
+def maxpool2d_backward(dy, cache):
+    if cache[0] == "native":
+        import numpy as np
+        from .. import _native
+        _, x_shape, kernel, stride, padding, arg = cache
+        dy = np.ascontiguousarray(dy)
+        dx = np.empty(x_shape, dy.dtype)
+        _native.maxpool_backward(0 if dy.dtype == np.float32 else 1, _pool_geom(x_shape, kernel, stride, padding),
+                                 dy, arg, dx)
+        return dx
+    return maxpool2d_backward_vectorised(dy, cache)
+
+
+def maxpool2d_forward_vectorised(x, kernel, stride, padding, track=True):
+    """The array-module version (NumPy or CuPy) of maxpool2d_forward."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     rows, arg_w = _max1d(x, 3, kw, sw, pw, track)
     y, arg_h = _max1d(rows, 2, kh, sh, ph, track)
@@ -88,7 +132,7 @@ def maxpool2d_forward(x, kernel, stride, padding, track=True):
     return y, cache
 
 
-def maxpool2d_backward(dy, cache):
+def maxpool2d_backward_vectorised(dy, cache):
     x_shape, (kh, kw), (sh, sw), (ph, pw), arg_w, arg_h = cache
     drows = _max1d_backward(dy, arg_h, 2, x_shape[2], kh, sh, ph)
     return _max1d_backward(drows, arg_w, 3, x_shape[3], kw, sw, pw)

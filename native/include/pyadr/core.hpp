@@ -84,6 +84,29 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
 template <class T>
 void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T* db);
 
+// ---- nn ops: pyadr.nn's pooling and LRN on NCHW (nn_ops.cpp) -------------------------------
+// P = B * C planes of H x W; pooled to OH x OW. Throws Error on bad sizes.
+struct PoolGeom {
+  int64_t P = 0, H = 0, W = 0;
+  int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
+  int64_t OH() const { return (H + 2 * ph - kh) / sh + 1; }
+  int64_t OW() const { return (W + 2 * pw - kw) / sw + 1; }
+};
+// y (P, OH, OW); arg (P, OH, OW) flat in-plane index of each window's first maximum, or null.
+template <class T>
+void maxpool2d_forward(const PoolGeom& g, const T* x, T* y, int32_t* arg);
+// dx (P, H, W) <- scatter of dy through arg.
+template <class T>
+void maxpool2d_backward(const PoolGeom& g, const T* dy, const int32_t* arg, T* dx);
+// Local response normalisation across channels (torch.nn.LocalResponseNorm) of x (B, C, HW):
+// y = x * s^-beta with s = k + alpha/size * (window sum of x^2); s (and scale = s^-beta, if not
+// null) are kept for the backward.
+template <class T>
+void lrn_forward(int64_t B, int64_t C, int64_t HW, int size, T alpha, T beta, T k, const T* x, T* y, T* s, T* scale);
+template <class T>
+void lrn_backward(int64_t B, int64_t C, int64_t HW, int size, T alpha, T beta, const T* x, const T* s,
+                  const T* scale, const T* dy, T* dx);
+
 // ---- GEMM: C(m x n) = alpha * op(A) * op(B) + beta * C, row-major -------------------------
 template <class T>
 void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,

@@ -1,0 +1,252 @@
+// Training helpers for pyadr.nn's non-convolution layers on NCHW arrays (core.hpp "nn ops"):
+// max-pooling with its argmax, and local response normalisation across channels. NumPy versions
+// of both (pyadr/nn/pooling.py, normalization.py) are the references they are tested against.
+//
+//   maxpool2d: planes (P = B*C, H, W) -> (P, OH, OW); arg = flat index (i*W + j) in the plane of
+//              the first maximum in row-major window order (PyTorch's tie rule); padding never
+//              wins; NaN propagates. Backward: dx[p, arg] += dy (one plane per thread).
+//   lrn:       s_c = k + alpha/n * sum_{c' in [c - n/2, c + (n-1)/2]} x_c'^2, y_c = x_c * s_c^-beta,
+//              a window sum along channels, vectorised over the pixels of one image.
+//              Backward: dx_c = dy_c s_c^-beta - 2 alpha beta/n x_c sum_{c': c in window(c')} t_c',
+//              t = dy x s^(-beta-1).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common.hpp"
+
+namespace pyadr {
+namespace {
+
+template <class T>
+PYADR_INLINE T inverse_power(T s, T beta) {
+  if (beta == T(0.75)) {  // the usual value: two square roots instead of pow
+    const T r = std::sqrt(s);
+    return T(1) / (r * std::sqrt(r));
+  }
+  return std::pow(s, -beta);
+}
+
+// out[c, :] = sum_{c' in [c - lo, c + hi] within [0, C)} in[c', :] in increasing c', for one
+// image (C, HW) (a direct sum, not a running one: no cancellation drift).
+template <class T>
+PYADR_INLINE void channel_window_sum(const T* in, int64_t C, int64_t HW, int lo, int hi, T* out) {
+  for (int64_t c = 0; c < C; ++c) {
+    T* PYADR_RESTRICT o = out + c * HW;
+    const int64_t c0 = std::max<int64_t>(0, c - lo), c1 = std::min<int64_t>(C - 1, c + hi);
+    for (int64_t p = 0; p < HW; ++p) o[p] = in[c0 * HW + p];
+    for (int64_t d = c0 + 1; d <= c1; ++d) {
+      const T* PYADR_RESTRICT src = in + d * HW;
+      for (int64_t p = 0; p < HW; ++p) o[p] += src[p];
+    }
+  }
+}
+
+template <class T>
+PYADR_INLINE void lrn_forward_image(const T* x, int64_t C, int64_t HW, int n, T alpha, T beta, T k, T* y, T* s,
+                                    T* scale, T* sq) {
+  for (int64_t i = 0; i < C * HW; ++i) sq[i] = x[i] * x[i];
+  channel_window_sum(sq, C, HW, n / 2, (n - 1) / 2, s);
+  const T a = alpha / T(n);
+  for (int64_t i = 0; i < C * HW; ++i) {
+    s[i] = k + a * s[i];
+    const T sc = inverse_power(s[i], beta);
+    if (scale) scale[i] = sc;
+    y[i] = x[i] * sc;
+  }
+}
+
+template <class T>
+PYADR_INLINE void lrn_backward_image(const T* x, const T* s, const T* scale, const T* dy, int64_t C, int64_t HW,
+                                     int n, T alpha, T beta, T* dx, T* t) {
+  for (int64_t i = 0; i < C * HW; ++i) t[i] = dy[i] * x[i] * scale[i] / s[i];
+  // c receives from every c' whose window holds c: c' in [c - (n-1)/2, c + n/2]
+  channel_window_sum(t, C, HW, (n - 1) / 2, n / 2, dx);
+  const T coef = T(2) * alpha * beta / T(n);
+  for (int64_t i = 0; i < C * HW; ++i) dx[i] = dy[i] * scale[i] - coef * x[i] * dx[i];
+}
+
+PYADR_CLONES void lrn_fwd_f32(const float* x, int64_t C, int64_t HW, int n, float al, float be, float k, float* y,
+                              float* s, float* sc, float* sq) {
+  lrn_forward_image(x, C, HW, n, al, be, k, y, s, sc, sq);
+}
+PYADR_CLONES void lrn_fwd_f64(const double* x, int64_t C, int64_t HW, int n, double al, double be, double k,
+                              double* y, double* s, double* sc, double* sq) {
+  lrn_forward_image(x, C, HW, n, al, be, k, y, s, sc, sq);
+}
+PYADR_CLONES void lrn_bwd_f32(const float* x, const float* s, const float* sc, const float* dy, int64_t C,
+                              int64_t HW, int n, float al, float be, float* dx, float* t) {
+  lrn_backward_image(x, s, sc, dy, C, HW, n, al, be, dx, t);
+}
+PYADR_CLONES void lrn_bwd_f64(const double* x, const double* s, const double* sc, const double* dy, int64_t C,
+                              int64_t HW, int n, double al, double be, double* dx, double* t) {
+  lrn_backward_image(x, s, sc, dy, C, HW, n, al, be, dx, t);
+}
+
+inline void lrn_fwd(const float* x, int64_t C, int64_t HW, int n, float al, float be, float k, float* y, float* s,
+                    float* sc, float* sq) {
+  lrn_fwd_f32(x, C, HW, n, al, be, k, y, s, sc, sq);
+}
+inline void lrn_fwd(const double* x, int64_t C, int64_t HW, int n, double al, double be, double k, double* y,
+                    double* s, double* sc, double* sq) {
+  lrn_fwd_f64(x, C, HW, n, al, be, k, y, s, sc, sq);
+}
+inline void lrn_bwd(const float* x, const float* s, const float* sc, const float* dy, int64_t C, int64_t HW, int n,
+                    float al, float be, float* dx, float* t) {
+  lrn_bwd_f32(x, s, sc, dy, C, HW, n, al, be, dx, t);
+}
+inline void lrn_bwd(const double* x, const double* s, const double* sc, const double* dy, int64_t C, int64_t HW,
+                    int n, double al, double be, double* dx, double* t) {
+  lrn_bwd_f64(x, s, sc, dy, C, HW, n, al, be, dx, t);
+}
+
+void check_pool(const PoolGeom& g) {
+  if (g.P < 0 || g.H < 1 || g.W < 1) throw Error("maxpool2d: empty or negative input shape");
+  if (g.kh < 1 || g.kw < 1 || g.sh < 1 || g.sw < 1 || g.ph < 0 || g.pw < 0)
+    throw Error("maxpool2d: kernel and stride must be >= 1, padding >= 0");
+  if (2 * g.ph > g.kh || 2 * g.pw > g.kw) throw Error("maxpool2d: padding must be at most half the kernel size");
+  if (g.OH() < 1 || g.OW() < 1) throw Error("maxpool2d: the output would be empty");
+  if (g.H * g.W > INT32_MAX) throw Error("maxpool2d: planes larger than 2^31 elements are not supported");
+}
+
+// One plane, one output row at a time: the window's taps are visited in row-major order, each as
+// a loop over the output columns (independent, so it vectorises); a tap wins only when strictly
+// greater or NaN, so ties keep the first maximum. As PyTorch: best starts at -inf and the index at
+// the window's first in-bounds element. best/at: scratch of OW values.
+template <class T>
+PYADR_INLINE void maxpool_plane(const PoolGeom& g, const T* PYADR_RESTRICT xp, T* PYADR_RESTRICT yp,
+                                int32_t* PYADR_RESTRICT ap, T* PYADR_RESTRICT best, int32_t* PYADR_RESTRICT at) {
+  const int64_t H = g.H, W = g.W, OH = g.OH(), OW = g.OW(), sw = g.sw;
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const int64_t h0 = std::max<int64_t>(oh * g.sh - g.ph, 0), h1 = std::min(oh * g.sh - g.ph + g.kh, H);
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      best[ow] = -std::numeric_limits<T>::infinity();
+      at[ow] = static_cast<int32_t>(h0 * W + std::max<int64_t>(ow * sw - g.pw, 0));
+    }
+    for (int64_t i = h0; i < h1; ++i) {
+      for (int64_t j = 0; j < g.kw; ++j) {
+        // columns ow whose tap j reads input column c = ow*sw - pw + j inside [0, W)
+        const int64_t off = j - g.pw;
+        const int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+        const int64_t hi = std::min<int64_t>(OW, (W - 1 - off) / sw + 1);
+        const T* row = xp + i * W + off;
+        const int32_t base = static_cast<int32_t>(i * W + off);
+        for (int64_t ow = lo; ow < hi; ++ow) {
+          const T v = row[ow * sw];
+          const bool win = v > best[ow] || v != v;
+          best[ow] = win ? v : best[ow];
+          at[ow] = win ? base + static_cast<int32_t>(ow * sw) : at[ow];
+        }
+      }
+    }
+    for (int64_t ow = 0; ow < OW; ++ow) yp[oh * OW + ow] = best[ow];
+    if (ap)
+      for (int64_t ow = 0; ow < OW; ++ow) ap[oh * OW + ow] = at[ow];
+  }
+}
+
+PYADR_CLONES void maxpool_plane_f32(const PoolGeom& g, const float* x, float* y, int32_t* a, float* b, int32_t* t) {
+  maxpool_plane(g, x, y, a, b, t);
+}
+PYADR_CLONES void maxpool_plane_f64(const PoolGeom& g, const double* x, double* y, int32_t* a, double* b,
+                                   int32_t* t) {
+  maxpool_plane(g, x, y, a, b, t);
+}
+inline void maxpool_plane_any(const PoolGeom& g, const float* x, float* y, int32_t* a, float* b, int32_t* t) {
+  maxpool_plane_f32(g, x, y, a, b, t);
+}
+inline void maxpool_plane_any(const PoolGeom& g, const double* x, double* y, int32_t* a, double* b, int32_t* t) {
+  maxpool_plane_f64(g, x, y, a, b, t);
+}
+
+}  // namespace
+
+template <class T>
+void maxpool2d_forward(const PoolGeom& g, const T* x, T* y, int32_t* arg) {
+  check_pool(g);
+  const int64_t HW = g.H * g.W, OHW = g.OH() * g.OW();
+#ifdef _OPENMP
+#pragma omp parallel num_threads(detail::threads_for(g.P))
+#endif
+  {
+    std::vector<T> best(static_cast<size_t>(g.OW()));
+    std::vector<int32_t> at(static_cast<size_t>(g.OW()));
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t p = 0; p < g.P; ++p)
+      maxpool_plane_any(g, x + p * HW, y + p * OHW, arg ? arg + p * OHW : nullptr, best.data(), at.data());
+  }
+}
+
+template <class T>
+void maxpool2d_backward(const PoolGeom& g, const T* dy, const int32_t* arg, T* dx) {
+  check_pool(g);
+  const int64_t HW = g.H * g.W, OHW = g.OH() * g.OW();
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(detail::threads_for(g.P)) schedule(static)
+#endif
+  for (int64_t p = 0; p < g.P; ++p) {
+    T* dp = dx + p * HW;
+    for (int64_t i = 0; i < HW; ++i) dp[i] = T(0);
+    const T* g_out = dy + p * OHW;
+    const int32_t* ap = arg + p * OHW;
+    for (int64_t o = 0; o < OHW; ++o) dp[ap[o]] += g_out[o];
+  }
+}
+
+template <class T>
+void lrn_forward(int64_t B, int64_t C, int64_t HW, int size, T alpha, T beta, T k, const T* x, T* y, T* s, T* scale) {
+  if (B < 0 || C < 1 || HW < 1) throw Error("lrn: empty or negative input shape");
+  if (size < 1) throw Error("lrn: size must be >= 1");
+  if (!s) throw Error("lrn: s must not be null");
+#ifdef _OPENMP
+#pragma omp parallel num_threads(detail::threads_for(B))
+#endif
+  {
+    std::vector<T> sq(static_cast<size_t>(C * HW));
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t o = b * C * HW;
+      lrn_fwd(x + o, C, HW, size, alpha, beta, k, y + o, s + o, scale ? scale + o : nullptr, sq.data());
+    }
+  }
+}
+
+template <class T>
+void lrn_backward(int64_t B, int64_t C, int64_t HW, int size, T alpha, T beta, const T* x, const T* s,
+                  const T* scale, const T* dy, T* dx) {
+  if (B < 0 || C < 1 || HW < 1) throw Error("lrn: empty or negative input shape");
+  if (size < 1) throw Error("lrn: size must be >= 1");
+#ifdef _OPENMP
+#pragma omp parallel num_threads(detail::threads_for(B))
+#endif
+  {
+    std::vector<T> t(static_cast<size_t>(C * HW));
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t o = b * C * HW;
+      lrn_bwd(x + o, s + o, scale + o, dy + o, C, HW, size, alpha, beta, dx + o, t.data());
+    }
+  }
+}
+
+template void maxpool2d_forward<float>(const PoolGeom&, const float*, float*, int32_t*);
+template void maxpool2d_forward<double>(const PoolGeom&, const double*, double*, int32_t*);
+template void maxpool2d_backward<float>(const PoolGeom&, const float*, const int32_t*, float*);
+template void maxpool2d_backward<double>(const PoolGeom&, const double*, const int32_t*, double*);
+template void lrn_forward<float>(int64_t, int64_t, int64_t, int, float, float, float, const float*, float*, float*,
+                                 float*);
+template void lrn_forward<double>(int64_t, int64_t, int64_t, int, double, double, double, const double*, double*,
+                                  double*, double*);
+template void lrn_backward<float>(int64_t, int64_t, int64_t, int, float, float, const float*, const float*,
+                                  const float*, const float*, float*);
+template void lrn_backward<double>(int64_t, int64_t, int64_t, int, double, double, const double*, const double*,
+                                   const double*, const double*, double*);
+
+}  // namespace pyadr
