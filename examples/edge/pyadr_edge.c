@@ -308,24 +308,32 @@ static void maxpool(const float* x, size_t BC, size_t H, size_t W, const layer* 
 }
 
 /* Local response normalisation across channels, in place (torch.nn.LocalResponseNorm):
- * y_c = x_c / (k + alpha/n * sum_{c' in [c - n/2, c + (n-1)/2]} x_c'^2)^beta. */
+ * y_c = x_c / (k + alpha/n * sum_{c' in [c - n/2, c + (n-1)/2]} x_c'^2)^beta; one image at a time,
+ * channel by channel over contiguous pixels (beta = 0.75 via two square roots, as pyadr.nn). */
 static void lrn(float* x, size_t B, size_t C, size_t HW, const layer* L) {
   const long n = (long)L->lrn_size, lo = n / 2, hi = (n - 1) / 2;
-  float* sq = (float*)xmalloc(C * sizeof(float));
+  const float a = L->lrn_alpha / (float)n, beta = L->lrn_beta, k = L->lrn_k;
+  float* sq = (float*)xmalloc(C * HW * sizeof(float));
+  float* s = (float*)xmalloc(HW * sizeof(float));
   size_t b, p;
   long c, d;
-  for (b = 0; b < B; ++b)
-    for (p = 0; p < HW; ++p) {
-      float* v = x + b * C * HW + p;
-      for (c = 0; c < (long)C; ++c) sq[c] = v[(size_t)c * HW] * v[(size_t)c * HW];
-      for (c = 0; c < (long)C; ++c) {
-        double s = 0;
-        for (d = c - lo; d <= c + hi; ++d)
-          if (d >= 0 && d < (long)C) s += sq[d];
-        v[(size_t)c * HW] = (float)(v[(size_t)c * HW] / pow(L->lrn_k + L->lrn_alpha / (double)n * s, L->lrn_beta));
+  for (b = 0; b < B; ++b) {
+    float* v = x + b * C * HW;
+    for (p = 0; p < C * HW; ++p) sq[p] = v[p] * v[p];
+    for (c = 0; c < (long)C; ++c) {
+      for (p = 0; p < HW; ++p) s[p] = 0;
+      for (d = c - lo; d <= c + hi; ++d)
+        if (d >= 0 && d < (long)C)
+          for (p = 0; p < HW; ++p) s[p] += sq[(size_t)d * HW + p];
+      for (p = 0; p < HW; ++p) {
+        const float t = k + a * s[p];
+        const float scale = beta == 0.75f ? 1.0f / (sqrtf(t) * sqrtf(sqrtf(t))) : powf(t, -beta);
+        v[(size_t)c * HW + p] *= scale;
       }
     }
+  }
   free(sq);
+  free(s);
 }
 
 typedef struct {
