@@ -26,9 +26,11 @@
 #endif
 
 #if defined(__GNUC__)
+#define PYADR_PREFETCH(p) __builtin_prefetch(p)
 #define PYADR_RESTRICT __restrict__
 #define PYADR_INLINE inline __attribute__((always_inline))
 #else
+#define PYADR_PREFETCH(p) ((void)0)
 #define PYADR_RESTRICT
 #define PYADR_INLINE inline
 #endif

@@ -374,16 +374,16 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
   st->Wm.resize(static_cast<size_t>(K) * M);
   detail::weights_to_matrix(g, p.order, w, st->Wm.data());
   // Reduced GEMM: Yc_j (nc_j, M) = centroids_j (nc_j, Lj) . Wm_j (Lj, M).
-  std::vector<std::vector<T>> Yc(nb);
+  std::vector<std::unique_ptr<T[]>> Yc(nb);  // uninitialised: the GEMM writes every value
   for_each_block(nb, trap, [&](int64_t j) {
     const int64_t nc = st->clusters(j), Lj = bl.len[j];
-    Yc[j].resize(static_cast<size_t>(nc) * M);
+    Yc[j].reset(new T[static_cast<size_t>(std::max<int64_t>(nc, 1)) * M]);
     gemm<T>(false, false, nc, M, Lj, T(1), st->centroids[j].data(), Lj, st->Wm.data() + bl.k0[j] * M, M, T(0),
-            Yc[j].data(), M);
+            Yc[j].get(), M);
   });
   // Reconstruction: y[n] = b + sum_j Yc_j[id_j(n)].
   std::vector<const T*> yc(nb);
-  for (int64_t j = 0; j < nb; ++j) yc[j] = Yc[j].data();
+  for (int64_t j = 0; j < nb; ++j) yc[j] = Yc[j].get();
   const int64_t ntiles = (N + kTileRows - 1) / kTileRows;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(detail::threads_for(ntiles))
@@ -419,7 +419,7 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
   if (db) detail::bias_grad_rows(dY.data(), N, M, db);
   if (!dx && !dw) return;
   std::vector<T> dWm(dw ? static_cast<size_t>(K) * M : 0);
-  std::vector<std::vector<T>> D(dx ? nb : 0);
+  std::vector<std::unique_ptr<T[]>> D(dx ? nb : 0);  // uninitialised: the GEMM writes every value
   ErrorTrap trap;
   for_each_block(nb, trap, [&](int64_t j) {
     const int64_t nc = s.clusters(j), Lj = s.block_len(j), k0 = j * s.L;
@@ -433,8 +433,8 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
         const T count = static_cast<T>(s.counts[j][c]);
         for (int64_t m = 0; m < M; ++m) G[c * M + m] /= count;
       }
-      D[j].resize(static_cast<size_t>(nc) * Lj);
-      gemm<T>(false, true, nc, Lj, M, T(1), G.data(), M, s.Wm.data() + k0 * M, M, T(0), D[j].data(), Lj);
+      D[j].reset(new T[static_cast<size_t>(std::max<int64_t>(nc, 1)) * Lj]);
+      gemm<T>(false, true, nc, Lj, M, T(1), G.data(), M, s.Wm.data() + k0 * M, M, T(0), D[j].get(), Lj);
     }
   });
   if (dw) detail::matrix_to_weights(g, s.order, dWm.data(), dw);
@@ -455,14 +455,22 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
   std::memset(dxp, 0, sizeof(T) * lay.size());
   const int64_t P = g.P();
   std::vector<const T*> dtab(nb);
-  for (int64_t j = 0; j < nb; ++j) dtab[j] = D[j].data();
+  for (int64_t j = 0; j < nb; ++j) dtab[j] = D[j].get();
+  constexpr int64_t kAhead = 2;  // D rows are scattered over all blocks: fetch a later row's early
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(detail::threads_for(g.B)) schedule(static)
 #endif
   for (int64_t bimg = 0; bimg < g.B; ++bimg)
-    for (int64_t n = bimg * P; n < (bimg + 1) * P; ++n)
+    for (int64_t n = bimg * P; n < (bimg + 1) * P; ++n) {
+      if (n + kAhead < N)
+        for (int64_t j = 0; j < nb; ++j) {
+          const T* row = dtab[j] + static_cast<int64_t>(s.ids[j * N + n + kAhead]) * bl.len[j];
+          for (int64_t off = 0; off < bl.len[j]; off += 64 / static_cast<int64_t>(sizeof(T)))
+            PYADR_PREFETCH(row + off);
+        }
       detail::add_block_runs(dxp + detail::row_base(g, lay, n), runs.data(), runs.size(), dtab.data(),
                              s.ids.data() + n, N);
+    }
   if (dxp != dx) detail::unpad_output(g, lay, dxp, dx);
 }
 

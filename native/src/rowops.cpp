@@ -44,7 +44,7 @@ PYADR_INLINE void gather_sum_impl(T* PYADR_RESTRICT out, const T* const* tables,
     T* dst = out + r * width;
     if (r + 2 < R)  // the next rows' sources are scattered: start fetching them early
       for (int64_t j = 0; j < nb; ++j)
-        __builtin_prefetch(tables[j] + static_cast<int64_t>(ids[j * stride + r + 2]) * width);
+        PYADR_PREFETCH(tables[j] + static_cast<int64_t>(ids[j * stride + r + 2]) * width);
     int64_t m0 = 0;
     for (; m0 + CH <= width; m0 += CH) {
       V acc[NV];
