@@ -18,6 +18,7 @@ template <class T>
 PYADR_INLINE void scatter_add_impl(T* PYADR_RESTRICT table, const int32_t* ids, const T* PYADR_RESTRICT rows,
                                    int64_t R, int64_t width) {
   for (int64_t r = 0; r < R; ++r) {
+    if (r + 4 < R) PYADR_PREFETCH(table + static_cast<int64_t>(ids[r + 4]) * width);  // scattered rows
     T* PYADR_RESTRICT dst = table + static_cast<int64_t>(ids[r]) * width;
     const T* PYADR_RESTRICT src = rows + r * width;
     for (int64_t i = 0; i < width; ++i) dst[i] += src[i];
