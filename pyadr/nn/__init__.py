@@ -3,8 +3,8 @@
 Architecture: `functional` is the single door to the engine (pyadr.conv2d_forward/backward,
 pyadr.linear_forward/backward); `layers` wraps it in Conv2d/Linear modules whose `reuse`
 attribute (a ReuseConfig or None) can change between steps, plus ReLU, pooling (`pooling`:
-vectorised NCHW kernels), Dropout and Flatten; `normalization` has BatchNorm2d and
-LocalResponseNorm; `module` the Module/Parameter/Sequential base; `loss`, `optim` and
+native kernels for NumPy float arrays, vectorised array-module kernels for CuPy), Dropout and
+Flatten; `normalization` has BatchNorm2d and LocalResponseNorm (native on NumPy, likewise); `module` the Module/Parameter/Sequential base; `loss`, `optim` and
 `lr_schedule` the training pieces. Everything is NCHW float32, backward is explicit
 (`module.backward(dy) -> dx`, gradients overwrite `.grad`), and no framework is imported.
 """

@@ -9,6 +9,7 @@ optional, imported where used):
   evaluation   test-set evaluation (exact convolution unless asked);  metrics: jsonl/csv logs
   checkpoint   self-describing atomic .npz checkpoints;  config: TrainConfig and its resolution
   models       CifarNet, AlexNet, VGG-11/16/19, tiny;  data + loader: datasets and batches
+  profile      `pyadr profile`: where a training step's time goes, exact vs reuse
 All layers come from pyadr.nn, which reaches the engine only through pyadr.nn.functional.
 """
 from .config import TrainConfig

@@ -3,10 +3,13 @@
 // Architecture (see DESIGN.md): every op takes raw pointers plus a shape struct.
 //   geometry (ConvGeom)  -> layout.cpp   padded NHWC/NCHW copies, row/column offset runs
 //                        -> lsh_hash.cpp sub-vector projections and hash keys
-//                        -> cluster.cpp  key -> cluster id tables (dense or hashed)
+//                        -> cluster.hpp  key -> cluster id tables (dense or growing hash)
 //                        -> gemm.cpp     one GEMM interface: built-in blocked kernel or BLAS
+//                        -> rowops.cpp   indexed row sums/scatters (reconstruction, Gamma, dX)
 //   conv_exact.cpp       tiled im2col + GEMM, forward and backward, never the full im2col
 //   conv_reuse.cpp       fused hash/cluster/centroid pass, reduced GEMM, reuse backward
+//   reuse_cache.cpp      inference cache of cluster products across calls (+ its C API)
+//   nn_ops.cpp           pyadr.nn's max-pooling and LRN (NCHW), for the trainer
 // Linear layers are convolutions of a 1x1 kernel over 1x1 images.
 // User errors throw pyadr::Error (std::invalid_argument); invariants are asserted.
 #pragma once
