@@ -123,10 +123,10 @@ def _check_backward(dy, ctx, ctx_type, kind, fn_name):
                          f"is ctx from another call?")
 
 
-def _conv_backward(dy, ctx, kind, fn_name):
+def _conv_backward(dy, ctx, kind, fn_name, input_grad=True):
     _check_backward(dy, ctx, Conv2dContext, kind, fn_name)
     B, C, H, W, M, kh, kw = ctx.geom[:7]
-    dx = np.empty((B, C, H, W), dtype=ctx.dtype)
+    dx = np.empty((B, C, H, W), dtype=ctx.dtype) if input_grad else None
     dw = np.empty((M, C, kh, kw), dtype=ctx.dtype)
     db = np.empty((M,), dtype=ctx.dtype) if ctx.has_bias else None
     nat = _native()
@@ -153,16 +153,20 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, reuse=None):
     return _conv_forward(x, w, b, stride, padding, dilation, reuse, "conv2d")
 
 
-def conv2d_backward(dy, ctx):
+def conv2d_backward(dy, ctx, input_grad=True):
     """Gradients (dx, dw, db) of conv2d_forward for upstream gradient dy (B, M, OH, OW).
 
     With reuse this is the exact derivative of the reuse forward with its clusters held fixed.
-    db is None when the forward had no bias.
+    db is None when the forward had no bias. input_grad=False skips dx (returned as None), e.g.
+    for a network's first layer, whose input needs no gradient.
     """
+    if not isinstance(input_grad, (bool, np.bool_)):
+        raise TypeError(f"input_grad must be a bool, got {type(input_grad).__name__}")
     if getattr(ctx, "device", "cpu") == "gpu":
-        return _gpu().conv2d_backward(dy, ctx)
+        dx, dw, db = _gpu().conv2d_backward(dy, ctx)
+        return (dx if input_grad else None), dw, db
     dy = _array(dy, "dy", 4)
-    return _conv_backward(dy, ctx, "conv2d", "conv2d_forward")
+    return _conv_backward(dy, ctx, "conv2d", "conv2d_forward", bool(input_grad))
 
 
 def linear_forward(x, w, b=None, reuse=None):

@@ -225,3 +225,26 @@ def test_bad_arguments_name_the_argument():
         nn.MaxPool2d(2, 2, padding=2)
     with pytest.raises(ValueError, match="labels"):
         nn.softmax_cross_entropy(np.zeros((2, 3)), np.zeros(3, dtype=int))
+
+
+@pytest.mark.parametrize("reuse", [None, "reuse"])
+def test_conv_backward_without_input_grad(rng, reuse):
+    """input_grad=False skips dx (None) and leaves dw, db unchanged; models skip the first layer's."""
+    import pyadr
+    x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    cfg = pyadr.ReuseConfig(L=9, H=6, seed=1) if reuse else None
+    y, ctx = pyadr.conv2d_forward(x, w, b, padding=1, reuse=cfg)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dw, db = pyadr.conv2d_backward(dy, ctx)
+    y, ctx = pyadr.conv2d_forward(x, w, b, padding=1, reuse=cfg)
+    none, dw2, db2 = pyadr.conv2d_backward(dy, ctx, input_grad=False)
+    assert none is None and dx is not None
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(db2, db)
+    with pytest.raises(TypeError, match="input_grad"):
+        pyadr.conv2d_backward(dy, ctx, input_grad="no")
+    from pyadr.train.models import build_model, engine_layers
+    layers = dict(engine_layers(build_model("cifarnet", (1, 12, 12), 4, 0.25)))
+    assert layers["conv1"].input_grad is False and layers["conv2"].input_grad is True

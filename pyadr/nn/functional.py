@@ -13,10 +13,11 @@ def conv2d_forward(x, w, b, stride=1, padding=0, dilation=1, reuse=None):
                                 reuse=reuse)
 
 
-def conv2d_backward(dy, ctx):
-    """(dx, dw, db) of the convolution that produced `ctx`; db is None without a bias."""
+def conv2d_backward(dy, ctx, input_grad=True):
+    """(dx, dw, db) of the convolution that produced `ctx`; db is None without a bias, dx is None
+    with input_grad=False."""
     import pyadr
-    return pyadr.conv2d_backward(dy, ctx)
+    return pyadr.conv2d_backward(dy, ctx, input_grad=input_grad)
 
 
 def linear_forward(x, w, b, reuse=None):

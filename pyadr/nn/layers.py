@@ -89,6 +89,8 @@ class Conv2d(_EngineLayer):
         fan_in = self.in_channels * kh * kw
         self.weight = Parameter(default_uniform(rng, (out_channels, in_channels, kh, kw), fan_in, dtype))
         self.bias = Parameter(default_uniform(rng, (out_channels,), fan_in, dtype)) if bias else None
+        # False: backward skips dx and returns None (a network's first layer: its input needs none)
+        self.input_grad = True
 
     @property
     def K(self):
@@ -106,7 +108,7 @@ class Conv2d(_EngineLayer):
     def backward(self, dy):
         if self._ctx is None:
             raise RuntimeError("Conv2d.backward needs a forward in training mode first")
-        dx, dw, db = self._timed(F.conv2d_backward, dy, self._ctx)
+        dx, dw, db = self._timed(F.conv2d_backward, dy, self._ctx, input_grad=self.input_grad)
         self._ctx = None
         self._grads(dw, db)
         return dx

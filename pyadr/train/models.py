@@ -103,12 +103,19 @@ def build_model(name, in_shape, num_classes, width=1.0, seed=0):
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     rng = np.random.default_rng(seed)
     if name == "cifarnet":
-        return cifarnet(in_shape, num_classes, width, rng)
-    if name == "alexnet":
-        return alexnet(in_shape, num_classes, width, rng)
-    if name == "tiny":
-        return tiny(in_shape, num_classes, width, rng)
-    return vgg(name, in_shape, num_classes, width, rng)
+        model = cifarnet(in_shape, num_classes, width, rng)
+    elif name == "alexnet":
+        model = alexnet(in_shape, num_classes, width, rng)
+    elif name == "tiny":
+        model = tiny(in_shape, num_classes, width, rng)
+    else:
+        model = vgg(name, in_shape, num_classes, width, rng)
+    first = model
+    while list(first.children()):
+        first = next(iter(first.children()))
+    if isinstance(first, nn.Conv2d):
+        first.input_grad = False     # the images need no gradient: skip the first layer's dX
+    return model
 
 
 def engine_layers(model):
