@@ -10,8 +10,6 @@ Model: conv 5x5 32 (pad 2) -> ReLU -> 2x2 subsample -> conv 5x5 32 (pad 2, reuse
 2x2 subsample -> linear 10. Gradients by hand: pyadr.conv2d_backward / linear_backward.
 """
 import argparse
-import gzip
-import os
 import sys
 import time
 
@@ -24,22 +22,12 @@ except ImportError:
     sys.exit("this example needs JAX (pip install jax); pyadr itself does not")
 
 import pyadr
+from pyadr.train.data import load_fashion_mnist
 
-DATA = "/usr/share/datasets/fashion-mnist"
-
-
-def load_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def load(prefix):
-    x = load_idx(os.path.join(DATA, f"{prefix}-images-idx3-ubyte.gz")).astype(np.float32) / 255.0
-    y = load_idx(os.path.join(DATA, f"{prefix}-labels-idx1-ubyte.gz")).astype(np.int32)
-    return jnp.asarray((x[:, None] - 0.2860) / 0.3530), jnp.asarray(y)
+def load(data):
+    """Standardised (N, 1, 28, 28) float32 images and int32 labels of one split, as JAX arrays."""
+    images, labels, d = data
+    return jnp.asarray((images.astype(np.float32) / 255.0 - d.mean[0]) / d.std[0]), jnp.asarray(labels.astype(np.int32))
 
 
 def init(key):
@@ -78,8 +66,9 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.05)
     a = ap.parse_args()
-    xtr, ytr = load("train")
-    xte, yte = load("t10k")
+    d = load_fashion_mnist()   # pyadr's reader: the Debian package's IDX files
+    xtr, ytr = load((d.train_images, d.train_labels, d))
+    xte, yte = load((d.test_images, d.test_labels, d))
     p = init(jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()

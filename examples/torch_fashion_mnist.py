@@ -11,8 +11,6 @@ in its simplest form, with pyadr's default rungs). --export writes the trained w
 the names pyadr.export expects (then: python -m pyadr.export model.npz model.bin).
 """
 import argparse
-import gzip
-import os
 import time
 
 import numpy as np
@@ -20,25 +18,13 @@ import torch
 import torch.nn.functional as F
 
 import pyadr
+from pyadr.train.data import load_fashion_mnist
 import pyadr.torch as pt
 
-DATA = "/usr/share/datasets/fashion-mnist"
-MEAN, STD = 0.2860, 0.3530
-
-
-def load_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def load(split):
-    prefix = "train" if split == "train" else "t10k"
-    x = load_idx(os.path.join(DATA, f"{prefix}-images-idx3-ubyte.gz")).astype(np.float32) / 255.0
-    y = load_idx(os.path.join(DATA, f"{prefix}-labels-idx1-ubyte.gz")).astype(np.int64)
-    return torch.from_numpy((x[:, None] - MEAN) / STD), torch.from_numpy(y)
+def load(data):
+    """Standardised (N, 1, 28, 28) float32 images and int64 labels of one split, as tensors."""
+    images, labels, d = data
+    return torch.from_numpy((images.astype(np.float32) / 255.0 - d.mean[0]) / d.std[0]), torch.from_numpy(labels)
 
 
 class CifarNet(torch.nn.Module):
@@ -89,8 +75,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     torch.manual_seed(a.seed)
-    xtr, ytr = load("train")
-    xte, yte = load("test")
+    d = load_fashion_mnist()   # pyadr's reader: the Debian package's IDX files
+    xtr, ytr = load((d.train_images, d.train_labels, d))
+    xte, yte = load((d.test_images, d.test_labels, d))
     if a.limit:
         xtr, ytr = xtr[:a.limit], ytr[:a.limit]
     model = CifarNet()

@@ -43,43 +43,48 @@ def _to_torch(a):
     return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
 
 
+def _forward_done(ctx, y, pctx, b, owner):
+    """Shared end of the autograd forwards: keep pyadr's context, report its stats, y as torch."""
+    ctx.pctx = pctx
+    ctx.has_bias = b is not None
+    if owner is not None:
+        owner.last_stats = pctx.stats
+    return _to_torch(y)
+
+
+def _grads(ctx, dx, dw, db, n_extra):
+    """(dx, dw, db, None * n_extra) for the inputs that need a gradient."""
+    g = ctx.needs_input_grad
+    return (_to_torch(dx) if g[0] else None, _to_torch(dw) if g[1] else None,
+            _to_torch(db) if ctx.has_bias and g[2] else None) + (None,) * n_extra
+
+
 class _Conv2dFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, dilation, reuse, owner):
         y, pctx = _api.conv2d_forward(_np(x.contiguous()), _np(w.contiguous()), _np(b), stride=stride,
                                       padding=padding, dilation=dilation, reuse=reuse)
-        ctx.pctx = pctx
-        ctx.has_bias = b is not None
-        if owner is not None:
-            owner.last_stats = pctx.stats
-        return _to_torch(y)
+        return _forward_done(ctx, y, pctx, b, owner)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
-        dx, dw, db = _api.conv2d_backward(_np(dy.contiguous()), ctx.pctx)
-        g = ctx.needs_input_grad
-        return (_to_torch(dx) if g[0] else None, _to_torch(dw) if g[1] else None,
-                _to_torch(db) if ctx.has_bias and g[2] else None, None, None, None, None, None)
+        dx, dw, db = _api.conv2d_backward(_np(dy.contiguous()), ctx.pctx,
+                                          input_grad=bool(ctx.needs_input_grad[0]))
+        return _grads(ctx, dx, dw, db, 5)
 
 
 class _LinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, b, reuse, owner):
         y, pctx = _api.linear_forward(_np(x.contiguous()), _np(w.contiguous()), _np(b), reuse=reuse)
-        ctx.pctx = pctx
-        ctx.has_bias = b is not None
-        if owner is not None:
-            owner.last_stats = pctx.stats
-        return _to_torch(y)
+        return _forward_done(ctx, y, pctx, b, owner)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
         dx, dw, db = _api.linear_backward(_np(dy.contiguous()), ctx.pctx)
-        g = ctx.needs_input_grad
-        return (_to_torch(dx) if g[0] else None, _to_torch(dw) if g[1] else None,
-                _to_torch(db) if ctx.has_bias and g[2] else None, None, None)
+        return _grads(ctx, dx, dw, db, 2)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, reuse=None):

@@ -52,12 +52,7 @@ void conv2d_forward_exact(const ConvGeom& g, const T* x, const T* w, const T* b,
   const int64_t K = g.K(), M = g.M, P = g.P();
   const detail::Layout lay = detail::make_layout(g, true);
   Buffer<T> padded;
-  const T* xp = x;
-  if (!detail::layout_is_input(g, lay)) {
-    padded.resize(lay.size());
-    detail::pad_input(g, lay, x, padded.data());
-    xp = padded.data();
-  }
+  const T* xp = detail::padded_input(g, lay, x, padded);
   std::vector<T> Wm(K * M);
   detail::weights_to_matrix(g, Order::HWC, w, Wm.data());
   const auto runs = detail::column_runs(g, lay, Order::HWC, 0, K);
@@ -91,12 +86,7 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
   if (!dx && !dw) return;
   const detail::Layout lay = detail::make_layout(g, true);
   Buffer<T> padded, dpadded;
-  const T* xp = x;
-  if (dw && !detail::layout_is_input(g, lay)) {
-    padded.resize(lay.size());
-    detail::pad_input(g, lay, x, padded.data());
-    xp = padded.data();
-  }
+  const T* xp = dw ? detail::padded_input(g, lay, x, padded) : x;
   T* dxp = nullptr;
   if (dx) {
     if (detail::layout_is_input(g, lay)) {

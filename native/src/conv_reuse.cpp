@@ -308,12 +308,7 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
   const int H = p.H, HB = detail::padded_hashes(H), L = p.L;
   const detail::Layout lay = detail::make_layout(g, p.order == Order::HWC);
   Buffer<T> padded;
-  const T* xp = x;
-  if (!detail::layout_is_input(g, lay)) {
-    padded.resize(lay.size());
-    detail::pad_input(g, lay, x, padded.data());
-    xp = padded.data();
-  }
+  const T* xp = detail::padded_input(g, lay, x, padded);
   const Blocks bl = make_blocks(g, lay, p.order, L);
   const int64_t nb = bl.nb;
   st->nblocks = nb;

@@ -43,6 +43,14 @@ bool layout_is_input(const ConvGeom& g, const Layout& l);
 // xp <- x with zero padding (parallel over images).
 template <class T>
 void pad_input(const ConvGeom& g, const Layout& l, const T* x, T* xp);
+// x itself when it already has layout l, else a padded copy in `buf`.
+template <class T>
+const T* padded_input(const ConvGeom& g, const Layout& l, const T* x, Buffer<T>& buf) {
+  if (layout_is_input(g, l)) return x;
+  buf.resize(l.size());
+  pad_input(g, l, x, buf.data());
+  return buf.data();
+}
 // dx <- interior of dxp (the adjoint of pad_input): dx is NCHW (B, C, H, W).
 template <class T>
 void unpad_output(const ConvGeom& g, const Layout& l, const T* dxp, T* dx);

@@ -108,8 +108,9 @@ namespace {
 
 // floor((proj + off) / width), range-checked against +-2^(bits-1) (checked on the quotient t:
 // lo <= floor(t) < hi <=> lo <= t < hi for integer bounds; false for NaN), biased and packed.
-// Same keys as pack_l2_keys(lsh_l2_keys). float with H >= 2 (|values| < 2^31): vector lanes, floor
-// by truncation and a correction; otherwise lane by lane with std::floor.
+// Keys are injective over the valid range; the tuple path (lsh_l2_keys) takes the rest. float
+// with H >= 2 (|values| < 2^31): vector lanes, floor by truncation and a correction; otherwise
+// lane by lane with std::floor.
 template <class T, int HB>
 PYADR_INLINE bool l2_packed_impl(const T* PYADR_RESTRICT proj, int64_t R, int H, const T* offsets, T width,
                                  uint64_t* PYADR_RESTRICT keys) {
@@ -197,23 +198,6 @@ bool lsh_l2_packed_keys<double>(const double* proj, int64_t R, int HB, int H, co
     case 32: return l2_packed_double_32(proj, R, H, offsets, width, keys);
     default: return l2_packed_double_64(proj, R, H, offsets, width, keys);
   }
-}
-
-bool pack_l2_keys(const int64_t* q, int64_t R, int H, uint64_t* keys) {
-  const int bits = 64 / H;
-  const int64_t lo = bits >= 63 ? INT64_MIN / 2 : -(int64_t(1) << (bits - 1));
-  const int64_t hi = bits >= 63 ? INT64_MAX / 2 : (int64_t(1) << (bits - 1)) - 1;
-  for (int64_t r = 0; r < R; ++r) {
-    uint64_t key = 0;
-    for (int h = 0; h < H; ++h) {
-      const int64_t v = q[r * H + h];
-      if (v < lo || v > hi) return false;
-      const uint64_t field = bits >= 64 ? static_cast<uint64_t>(v) : static_cast<uint64_t>(v - lo);
-      key |= bits >= 64 ? field : field << (h * bits);
-    }
-    keys[r] = key;
-  }
-  return true;
 }
 
 template void lsh_sign_keys<float>(const float*, int64_t, int, int, uint64_t*);

@@ -18,11 +18,9 @@ void lsh_sign_keys(const T* proj, int64_t R, int HB, int H, uint64_t* keys);
 // Throws Error when a quantised value is not finite or does not fit in int64.
 template <class T>
 void lsh_l2_keys(const T* proj, int64_t R, int HB, int H, const T* offsets, T width, int64_t* q);
-// Packs each row's q tuple into 64 bits (64/H bits per hash, biased) when every value fits;
-// returns false (keys undefined) as soon as one does not.
-bool pack_l2_keys(const int64_t* q, int64_t R, int H, uint64_t* keys);
-// The two above fused, from proj directly (vectorised): false when a value does not fit (or is
-// not finite); the caller then falls back to lsh_l2_keys, which reports non-finite values.
+// The l2 keys packed into 64 bits (64/H bits per hash, biased), from proj directly
+// (vectorised): false when a value does not fit (or is not finite); the caller then falls back
+// to lsh_l2_keys (full tuples), which reports non-finite values.
 template <class T>
 bool lsh_l2_packed_keys(const T* proj, int64_t R, int HB, int H, const T* offsets, T width, uint64_t* keys);
 

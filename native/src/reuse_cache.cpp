@@ -84,12 +84,7 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
   if (N > INT32_MAX) throw Error("more than 2^31 rows in one call is not supported");
   const detail::Layout lay = detail::make_layout(g, order_ == Order::HWC);
   detail::Buffer<T> padded;
-  const T* xp = x;
-  if (!detail::layout_is_input(g, lay)) {
-    padded.resize(lay.size());
-    detail::pad_input(g, lay, x, padded.data());
-    xp = padded.data();
-  }
+  const T* xp = detail::padded_input(g, lay, x, padded);
   std::vector<int32_t> ids(static_cast<size_t>(nb) * N);
   std::vector<int64_t> fresh(nb, 0), hits(nb, 0);
   std::vector<std::vector<T>> new_centroids(nb);

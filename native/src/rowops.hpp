@@ -1,5 +1,4 @@
 // Indexed row additions, the memory-bound inner loops of deep reuse (compiled per SIMD level).
-//   gather_add:  acc[r, :]  += table[ids[r], :]   for r < R   (reconstruction, dX gather)
 //   scatter_add: table[ids[r], :] += rows[r, :]   for r < R   (centroid sums, Gamma)
 //   gather_sum:  out[r, :] = sum_j tables[j][ids[j * stride + r], :]   (reconstruction, all blocks
 //                at once: the row's accumulator stays in registers, summed over j in order)
@@ -13,8 +12,6 @@
 namespace pyadr {
 namespace detail {
 
-template <class T>
-void gather_add(T* acc, const T* table, const int32_t* ids, int64_t R, int64_t width);
 template <class T>
 void scatter_add(T* table, const int32_t* ids, const T* rows, int64_t R, int64_t width);
 // table[ids[r], :] += rows[r][0:width]  (rows given by pointer)
