@@ -160,6 +160,10 @@ struct GroupInputs {
   int HB;
   bool pixel_path;
   const PixelKeys& pk;
+  // Pixel path: the keys of all slices numbered once, by first occurrence, in one table
+  // (pixel_gid, count); blocks then map these numbers to their own ids through an array.
+  const int32_t* pixel_gid;
+  int32_t n_gid;
   int64_t group_rows;
 };
 
@@ -174,15 +178,17 @@ class BlockGrouper {
         l2_(in.p.hash == HashKind::L2), H_(in.p.H), cent_(st.centroids[j]), cnt_(st.counts[j]),
         ids_(st.ids.data() + j * in.g.N()), S_(kTileRows * Lj_), proj_(kTileRows * in.HB),
         keys_(kTileRows), q_(l2_ ? kTileRows * H_ : 0) {
-    table_.reset(in.group_rows, l2_ ? 64 : H_, tuples ? H_ : 0);
+    if (in.pixel_path) remap_.assign(in.n_gid, -1);
+    else table_.reset(in.group_rows, l2_ ? 64 : H_, tuples ? H_ : 0);
     cent_.clear();
     cnt_.clear();
   }
 
   bool overflowed() const { return overflow_; }
 
-  // Rows [n0, n0 + len) whose bases in xp are base_off[r] (row_base).
-  void tile(int64_t n0, int64_t len, const int64_t* base_off) {
+  // Rows [n0, n0 + len) whose bases in xp are base_off[r] (row_base); on the pixel path
+  // base_slice[r] = base_off[r] / L.
+  void tile(int64_t n0, int64_t len, const int64_t* base_off, const int64_t* base_slice) {
     if (overflow_) return;
     const bool one_run = runs_.size() == 1;  // sub-vectors used in place, no gather
     for (int64_t r = 0; r < len; ++r) {
@@ -194,24 +200,59 @@ class BlockGrouper {
         rowp_[r] = S_.data() + r * Lj_;
       }
     }
+    if (in_.pixel_path) {
+      tile_pixel_ids(n0, len, base_slice);
+    } else if (!tile_hashed_ids(n0, len)) {
+      overflow_ = true;
+      return;
+    }
+    detail::scatter_add_ptrs(cent_.data(), ids_ + n0, rowp_, len, Lj_);
+  }
+
+  // Sums -> means.
+  // Sums -> means.
+  void finish() {
+    for (int32_t c = 0; c < nc_; ++c) {
+      const T inv = T(1) / static_cast<T>(cnt_[c]);
+      T* row = cent_.data() + static_cast<size_t>(c) * Lj_;
+      for (int64_t k = 0; k < Lj_; ++k) row[k] *= inv;
+    }
+  }
+
+ private:
+  // Pixel path: block id = remap_[global number of the row's slice], assigned at first occurrence.
+  void tile_pixel_ids(int64_t n0, int64_t len, const int64_t* base_slice) {
+    const int64_t slice0 = runs_[0].src / in_.p.L;
+    for (int64_t r = 0; r < len; ++r) {
+      const int64_t n = n0 + r;
+      if (n == next_group_) {
+        for (int32_t gid : touched_) remap_[gid] = -1;
+        touched_.clear();
+        next_group_ += in_.group_rows;
+      }
+      const int32_t gid = in_.pixel_gid[base_slice[r] + slice0];
+      int32_t id = remap_[gid];
+      if (id < 0) {
+        id = new_cluster();
+        remap_[gid] = id;
+        touched_.push_back(gid);
+      }
+      ++cnt_[id];
+      ids_[n] = id;
+    }
+  }
+
+  // Hashes the tile's sub-vectors and looks their keys up; false on a packed-key overflow.
+  bool tile_hashed_ids(int64_t n0, int64_t len) {
     const int H = H_;
     const ReuseParams<T>& p = in_.p;
-    if (in_.pixel_path) {
-      for (int64_t r = 0; r < len; ++r) {
-        const int64_t slice = (base_off[r] + runs_[0].src) / p.L;
-        if (tuples_) std::copy_n(in_.pk.q.data() + slice * H, H, q_.data() + r * H);
-        else keys_[r] = in_.pk.keys[slice];
-      }
-    } else {
-      detail::lsh_project(rowp_, len, Lj_, in_.Pp, in_.HB, proj_.data());
-      if (!l2_) {
-        detail::lsh_sign_keys(proj_.data(), len, in_.HB, H, keys_.data());
-      } else if (tuples_) {
-        detail::lsh_l2_keys(proj_.data(), len, in_.HB, H, p.offsets, p.width, q_.data());
-      } else if (!detail::lsh_l2_packed_keys(proj_.data(), len, in_.HB, H, p.offsets, p.width, keys_.data())) {
-        overflow_ = true;
-        return;
-      }
+    detail::lsh_project(rowp_, len, Lj_, in_.Pp, in_.HB, proj_.data());
+    if (!l2_) {
+      detail::lsh_sign_keys(proj_.data(), len, in_.HB, H, keys_.data());
+    } else if (tuples_) {
+      detail::lsh_l2_keys(proj_.data(), len, in_.HB, H, p.offsets, p.width, q_.data());
+    } else if (!detail::lsh_l2_packed_keys(proj_.data(), len, in_.HB, H, p.offsets, p.width, keys_.data())) {
+      return false;
     }
     for (int64_t r = 0; r < len; ++r) {
       const int64_t n = n0 + r;
@@ -231,27 +272,19 @@ class BlockGrouper {
         last_key_ = key;
         last_id_ = id;
       }
-      if (id == nc_) {
-        ++nc_;
-        cnt_.push_back(0);
-        cent_.resize(static_cast<size_t>(nc_) * Lj_, T(0));
-      }
+      if (id == nc_) new_cluster();
       ++cnt_[id];
       ids_[n] = id;
     }
-    detail::scatter_add_ptrs(cent_.data(), ids_ + n0, rowp_, len, Lj_);
+    return true;
   }
 
-  // Sums -> means.
-  void finish() {
-    for (int32_t c = 0; c < nc_; ++c) {
-      const T count = static_cast<T>(cnt_[c]);
-      T* row = cent_.data() + static_cast<size_t>(c) * Lj_;
-      for (int64_t k = 0; k < Lj_; ++k) row[k] /= count;
-    }
+  int32_t new_cluster() {
+    cnt_.push_back(0);
+    cent_.resize(static_cast<size_t>(nc_ + 1) * Lj_, T(0));
+    return nc_++;
   }
 
- private:
   const GroupInputs<T>& in_;
   const int64_t Lj_;
   const std::vector<Run>& runs_;
@@ -265,6 +298,7 @@ class BlockGrouper {
   std::vector<int64_t> q_;
   const T* rowp_[kTileRows];
   detail::ClusterTable table_;
+  std::vector<int32_t> remap_, touched_;  // pixel path
   int32_t nc_ = 0;
   int64_t next_group_ = 0;  // first row of the next scope group: the table is cleared there
   uint64_t last_key_ = 0;
@@ -328,6 +362,23 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
     }
   }
 
+  // Pixel path: number the slices' keys once (one table for the whole call, rows in order).
+  std::vector<int32_t> pixel_gid;
+  int32_t n_gid = 0;
+  if (pixel_path) {
+    const int64_t count = lay.size() / L;
+    pixel_gid.resize(count);
+    detail::ClusterTable table;
+    table.reset(count, p.hash == HashKind::L2 ? 64 : H, pixel_tuples ? H : 0);
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t* qi = pixel_tuples ? pk.q.data() + i * H : nullptr;
+      const uint64_t key = pixel_tuples ? detail::tuple_digest(qi, H) : pk.keys[i];
+      const int32_t id = table.find_or_insert(key, qi, n_gid);
+      if (id == n_gid) ++n_gid;
+      pixel_gid[i] = id;
+    }
+  }
+
   st->ids.resize(static_cast<size_t>(nb) * N);
   st->counts.resize(nb);
   st->centroids.resize(nb);
@@ -335,23 +386,28 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
   ErrorTrap trap;
   // Blocks are grouped in chunks; a chunk's blocks advance together tile by tile, so a tile of
   // input rows is read from cache by all of them (one sweep of the input per chunk, not per block).
-  const GroupInputs<T> in{g, lay, bl, p, xp, Pp.data(), HB, pixel_path, pk, group_rows};
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(kChunkBlocks, nb / num_threads()));
-  const int64_t nchunks = (nb + chunk - 1) / chunk;
+  const GroupInputs<T> in{g, lay, bl, p, xp, Pp.data(), HB, pixel_path, pk, pixel_gid.data(), n_gid, group_rows};
+  // About kChunkBlocks blocks per chunk, the chunks a multiple of the threads and their sizes
+  // within one of each other (25 blocks on 2 threads: 8 chunks of 3-4, not 7 of 4 and 1).
+  const int64_t nt = num_threads();
+  int64_t nchunks = std::max<int64_t>(1, (nb + kChunkBlocks - 1) / kChunkBlocks);
+  if (nb >= nt) nchunks = std::min(nb, (nchunks + nt - 1) / nt * nt);
   for_each_block(nchunks, trap, [&](int64_t c) {
-    const int64_t j0 = c * chunk, j1 = std::min(nb, j0 + chunk);
+    const int64_t j0 = c * nb / nchunks, j1 = (c + 1) * nb / nchunks;
     std::vector<std::unique_ptr<BlockGrouper<T>>> gr;
     for (int64_t j = j0; j < j1; ++j)
       gr.emplace_back(new BlockGrouper<T>(in, j, pixel_tuples, *st));
-    int64_t base_off[kTileRows];
+    int64_t base_off[kTileRows], base_slice[kTileRows];
     auto sweep = [&](BlockGrouper<T>* only) {
       for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
         const int64_t len = std::min(kTileRows, N - n0);
         for (int64_t r = 0; r < len; ++r) base_off[r] = detail::row_base(g, lay, n0 + r);
+        if (pixel_path)
+          for (int64_t r = 0; r < len; ++r) base_slice[r] = base_off[r] / L;
         if (only) {
-          only->tile(n0, len, base_off);
+          only->tile(n0, len, base_off, base_slice);
         } else {
-          for (auto& one : gr) one->tile(n0, len, base_off);
+          for (auto& one : gr) one->tile(n0, len, base_off, base_slice);
         }
       }
     };
@@ -425,8 +481,8 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
       gemm<T>(true, false, Lj, M, nc, T(1), s.centroids[j].data(), Lj, G.data(), M, T(0), dWm.data() + k0 * M, M);
     if (dx) {
       for (int64_t c = 0; c < nc; ++c) {
-        const T count = static_cast<T>(s.counts[j][c]);
-        for (int64_t m = 0; m < M; ++m) G[c * M + m] /= count;
+        const T inv = T(1) / static_cast<T>(s.counts[j][c]);
+        for (int64_t m = 0; m < M; ++m) G[c * M + m] *= inv;
       }
       D[j].reset(new T[static_cast<size_t>(std::max<int64_t>(nc, 1)) * Lj]);
       gemm<T>(false, true, nc, Lj, M, T(1), G.data(), M, s.Wm.data() + k0 * M, M, T(0), D[j].get(), Lj);
