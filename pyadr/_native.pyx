@@ -49,6 +49,9 @@ cdef extern from "_native_shim.hpp" namespace "pyadr_shim":
                                                          int32_t* arg) except + nogil
     void c_maxpool_backward "pyadr_shim::maxpool_backward"(int dtype, const PoolGeom& g, const void* dy,
                                                            const int32_t* arg, void* dx) except + nogil
+    void c_relu_forward "pyadr_shim::relu_forward"(int dtype, int64_t n, const void* x, void* y) except + nogil
+    void c_relu_backward "pyadr_shim::relu_backward"(int dtype, int64_t n, const void* y, const void* dy,
+                                                     void* dx) except + nogil
     void c_lrn_forward "pyadr_shim::lrn_forward"(int dtype, int64_t B, int64_t C, int64_t HW, int size,
                                                  double alpha, double beta, double k, const void* x, void* y,
                                                  void* s, void* scale) except + nogil
@@ -196,6 +199,23 @@ def maxpool_backward(int dtype, tuple g, dy, arg, dx):
     cdef void* pdx = _ptr(dx)
     with nogil:
         c_maxpool_backward(dtype, pg, pdy, pa, pdx)
+
+
+def relu_forward(int dtype, int64_t n, x, y):
+    """y = max(x, 0) over n contiguous values."""
+    cdef void* px = _ptr(x)
+    cdef void* py = _ptr(y)
+    with nogil:
+        c_relu_forward(dtype, n, px, py)
+
+
+def relu_backward(int dtype, int64_t n, y, dy, dx):
+    """dx = dy where y > 0, else 0, over n contiguous values."""
+    cdef void* py = _ptr(y)
+    cdef void* pdy = _ptr(dy)
+    cdef void* pdx = _ptr(dx)
+    with nogil:
+        c_relu_backward(dtype, n, py, pdy, pdx)
 
 
 def lrn_forward(int dtype, int64_t B, int64_t C, int64_t HW, int size, double alpha, double beta, double k,

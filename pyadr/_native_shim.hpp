@@ -129,6 +129,16 @@ inline void maxpool_backward(int dtype, const pyadr::PoolGeom& g, const void* dy
   else pyadr::maxpool2d_backward<double>(g, (const double*)dy, arg, (double*)dx);
 }
 
+inline void relu_forward(int dtype, int64_t n, const void* x, void* y) {
+  if (dtype == 0) pyadr::relu_forward<float>(n, (const float*)x, (float*)y);
+  else pyadr::relu_forward<double>(n, (const double*)x, (double*)y);
+}
+
+inline void relu_backward(int dtype, int64_t n, const void* y, const void* dy, void* dx) {
+  if (dtype == 0) pyadr::relu_backward<float>(n, (const float*)y, (const float*)dy, (float*)dx);
+  else pyadr::relu_backward<double>(n, (const double*)y, (const double*)dy, (double*)dx);
+}
+
 inline void lrn_forward(int dtype, int64_t B, int64_t C, int64_t HW, int size, double alpha, double beta, double k,
                         const void* x, void* y, void* s, void* scale) {
   if (dtype == 0)

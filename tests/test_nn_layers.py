@@ -92,6 +92,41 @@ def test_relu_flatten_dropout_gradients(rng):
     np.testing.assert_array_equal(drop.forward(x), x)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3,), (2, 3, 5, 7), (70000,)])   # 70000: several parallel chunks
+def test_native_relu_matches_numpy(rng, dtype, shape):
+    """The native ReLU (contiguous NumPy float arrays) against NumPy: NaN propagates forward, the
+    backward passes dy only where y > 0 (zeros, NaN and negatives block it), the input is untouched."""
+    x = rng.standard_normal(shape).astype(dtype)
+    flat = x.reshape(-1)
+    flat[::5] = 0.0
+    flat[1] = np.nan
+    x0 = x.copy()
+    relu = nn.ReLU()
+    y = relu.forward(x)
+    np.testing.assert_array_equal(y, np.maximum(x0, 0))
+    np.testing.assert_array_equal(x, x0)
+    dy = rng.standard_normal(shape).astype(dtype)
+    dx = relu.backward(dy)
+    assert dx.dtype == dtype
+    np.testing.assert_array_equal(dx, np.where(y > 0, dy, 0))
+    # the array-module fallback (non-contiguous input) gives the same values
+    xt = np.asfortranarray(x0.reshape(shape[0], -1)) if len(shape) > 1 else x0[::1]
+    other = nn.ReLU()
+    yt = other.forward(xt)
+    np.testing.assert_array_equal(yt, np.maximum(xt, 0))
+    dyt = np.asfortranarray(dy.reshape(xt.shape))
+    np.testing.assert_array_equal(other.backward(dyt), np.where(yt > 0, dyt, 0))
+
+
+def test_relu_backward_without_training_forward_raises(rng):
+    relu = nn.ReLU()
+    relu.eval()
+    relu.forward(np.ones((2, 2), np.float32))
+    with pytest.raises(RuntimeError, match="training mode"):
+        relu.backward(np.ones((2, 2), np.float32))
+
+
 def loop_maxpool(x, k, s, p):
     B, C, H, W = x.shape
     OH, OW = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
@@ -132,6 +167,19 @@ def test_maxpool_matches_loop_reference_with_ties(rng, k, s, p, dtype, impl):
     y_eval, no_cache = fwd(x, (k, k), (s, s), (p, p), track=False)
     np.testing.assert_array_equal(y_eval, y_ref)
     assert no_cache is None
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 5, 1), (2, 2, 1, 5), (1, 3, 2, 2), (2, 1, 1, 1)])
+@pytest.mark.parametrize("k,s,p", [(3, 2, 1), (3, 3, 1), (2, 2, 1)])
+def test_native_maxpool_on_planes_narrower_than_the_window(rng, shape, k, s, p):
+    """Taps that fall right of a narrow plane must not read the next row (or plane): values
+    there are made large so that such a read would win."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[..., 1:, :] += 10.0 * np.arange(1, shape[2])[:, None]   # later rows larger
+    x[1:] += 100.0                                             # later planes larger still
+    y, cache = pooling.maxpool2d_forward(x, (k, k), (s, s), (p, p))
+    y_ref, _ = loop_maxpool(x, k, s, p)
+    np.testing.assert_array_equal(y, y_ref)
 
 
 def test_native_maxpool_non_contiguous_input_and_bad_geometry(rng):

@@ -178,10 +178,16 @@ class BlockGrouper {
         l2_(in.p.hash == HashKind::L2), H_(in.p.H), cent_(st.centroids[j]), cnt_(st.counts[j]),
         ids_(st.ids.data() + j * in.g.N()), S_(kTileRows * Lj_), proj_(kTileRows * in.HB),
         keys_(kTileRows), q_(l2_ ? kTileRows * H_ : 0) {
-    if (in.pixel_path) remap_.assign(in.n_gid, -1);
-    else table_.reset(in.group_rows, l2_ ? 64 : H_, tuples ? H_ : 0);
     cent_.clear();
     cnt_.clear();
+    if (in.pixel_path) {
+      // A block has at most n_gid clusters: reserving them saves the copies of a growing vector.
+      remap_.assign(in.n_gid, -1);
+      cent_.reserve(static_cast<size_t>(in.n_gid) * Lj_);
+      cnt_.reserve(in.n_gid);
+    } else {
+      table_.reset(in.group_rows, l2_ ? 64 : H_, tuples ? H_ : 0);
+    }
   }
 
   bool overflowed() const { return overflow_; }

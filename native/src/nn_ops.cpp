@@ -9,6 +9,7 @@
 //              a window sum along channels, vectorised over the pixels of one image.
 //              Backward: dx_c = dy_c s_c^-beta - 2 alpha beta/n x_c sum_{c': c in window(c')} t_c',
 //              t = dy x s^(-beta-1).
+//   relu:      y = x < 0 ? 0 : x; dx = y > 0 ? dy : 0, in cache-sized chunks over the threads.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -118,6 +119,17 @@ template <class T>
 PYADR_INLINE void maxpool_plane(const PoolGeom& g, const T* PYADR_RESTRICT xp, T* PYADR_RESTRICT yp,
                                 int32_t* PYADR_RESTRICT ap, T* PYADR_RESTRICT best, int32_t* PYADR_RESTRICT at) {
   const int64_t H = g.H, W = g.W, OH = g.OH(), OW = g.OW(), sw = g.sw;
+  // Per tap column j: the output columns [lo[j], hi[j]) whose input column ow*sw - pw + j lies in
+  // [0, W) (computed once per plane; kw is small, larger kernels take the slow path below).
+  constexpr int64_t kMaxTaps = 16;
+  int64_t lo[kMaxTaps], hi[kMaxTaps];
+  const int64_t taps = std::min<int64_t>(g.kw, kMaxTaps);
+  auto col_range = [&](int64_t j, int64_t& l, int64_t& h) {
+    const int64_t off = j - g.pw;
+    l = off >= 0 ? 0 : (-off + sw - 1) / sw;
+    h = W - 1 - off < 0 ? 0 : std::min<int64_t>(OW, (W - 1 - off) / sw + 1);
+  };
+  for (int64_t j = 0; j < taps; ++j) col_range(j, lo[j], hi[j]);
   for (int64_t oh = 0; oh < OH; ++oh) {
     const int64_t h0 = std::max<int64_t>(oh * g.sh - g.ph, 0), h1 = std::min(oh * g.sh - g.ph + g.kh, H);
     for (int64_t ow = 0; ow < OW; ++ow) {
@@ -128,11 +140,16 @@ PYADR_INLINE void maxpool_plane(const PoolGeom& g, const T* PYADR_RESTRICT xp, T
       for (int64_t j = 0; j < g.kw; ++j) {
         // columns ow whose tap j reads input column c = ow*sw - pw + j inside [0, W)
         const int64_t off = j - g.pw;
-        const int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-        const int64_t hi = std::min<int64_t>(OW, (W - 1 - off) / sw + 1);
+        int64_t l, h;
+        if (j < taps) {
+          l = lo[j];
+          h = hi[j];
+        } else {
+          col_range(j, l, h);
+        }
         const T* row = xp + i * W + off;
         const int32_t base = static_cast<int32_t>(i * W + off);
-        for (int64_t ow = lo; ow < hi; ++ow) {
+        for (int64_t ow = l; ow < h; ++ow) {
           const T v = row[ow * sw];
           const bool win = v > best[ow] || v != v;
           best[ow] = win ? v : best[ow];
@@ -235,6 +252,47 @@ void lrn_backward(int64_t B, int64_t C, int64_t HW, int size, T alpha, T beta, c
     }
   }
 }
+
+namespace {
+constexpr int64_t kReluChunk = 16384;  // values per parallel item (64 KB of float)
+
+template <class F>
+void for_each_chunk(int64_t n, F body) {
+  if (n < 0) throw Error("relu: negative size");
+  const int64_t nchunks = (n + kReluChunk - 1) / kReluChunk;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(detail::threads_for(nchunks)) schedule(static)
+#endif
+  for (int64_t c = 0; c < nchunks; ++c) body(c * kReluChunk, std::min(n, (c + 1) * kReluChunk));
+}
+}  // namespace
+
+template <class T>
+void relu_forward(int64_t n, const T* x, T* y) {
+  for_each_chunk(n, [&](int64_t i0, int64_t i1) {
+    const T* PYADR_RESTRICT in = x + i0;
+    T* PYADR_RESTRICT out = y + i0;
+    for (int64_t i = 0; i < i1 - i0; ++i) out[i] = in[i] < T(0) ? T(0) : in[i];
+  });
+}
+
+template <class T>
+void relu_backward(int64_t n, const T* y, const T* dy, T* dx) {
+  for_each_chunk(n, [&](int64_t i0, int64_t i1) {
+    const T* PYADR_RESTRICT out = y + i0;
+    const T* PYADR_RESTRICT g = dy + i0;
+    T* PYADR_RESTRICT d = dx + i0;
+    for (int64_t i = 0; i < i1 - i0; ++i) {
+      const T gi = g[i];  // loaded unconditionally, so the select vectorises
+      d[i] = out[i] > T(0) ? gi : T(0);
+    }
+  });
+}
+
+template void relu_forward<float>(int64_t, const float*, float*);
+template void relu_forward<double>(int64_t, const double*, double*);
+template void relu_backward<float>(int64_t, const float*, const float*, float*);
+template void relu_backward<double>(int64_t, const double*, const double*, double*);
 
 template void maxpool2d_forward<float>(const PoolGeom&, const float*, float*, int32_t*);
 template void maxpool2d_forward<double>(const PoolGeom&, const double*, double*, int32_t*);

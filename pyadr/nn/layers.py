@@ -168,18 +168,39 @@ class Linear(_EngineLayer):
         return f"{self.in_features}, {self.out_features}, reuse={self._reuse!r}"
 
 
+def _native_elementwise(*arrays):
+    """True when every array is a C-contiguous float32/float64 NumPy array of one dtype and shape."""
+    a0 = arrays[0]
+    return all(isinstance(a, np.ndarray) and a.flags.c_contiguous and a.dtype == a0.dtype
+               and a.shape == a0.shape for a in arrays) and a0.dtype in (np.float32, np.float64)
+
+
 class ReLU(Module):
+    """max(x, 0); the backward passes dy where the output is > 0 (native kernel for NumPy float
+    arrays, one pass each way; array-module code otherwise)."""
+
+    _y = None   # the training forward's output, kept for the backward
+
     def forward(self, x):
-        xp = array_module(x)
-        if not self.training:
-            self._mask = None
-            return xp.maximum(x, x.dtype.type(0))
-        y = xp.maximum(x, x.dtype.type(0))
-        self._mask = y > 0
+        if _native_elementwise(x):
+            from .. import _native
+            y = np.empty_like(x)
+            _native.relu_forward(0 if x.dtype == np.float32 else 1, x.size, x, y)
+        else:
+            y = array_module(x).maximum(x, x.dtype.type(0))
+        self._y = y if self.training else None
         return y
 
     def backward(self, dy):
-        return dy * self._mask
+        y = self._y
+        if y is None:
+            raise RuntimeError("ReLU.backward needs a forward in training mode first")
+        if _native_elementwise(y, dy):
+            from .. import _native
+            dx = np.empty_like(dy)
+            _native.relu_backward(0 if dy.dtype == np.float32 else 1, dy.size, y, dy, dx)
+            return dx
+        return array_module(dy).where(y > 0, dy, dy.dtype.type(0))
 
 
 class _Pool2d(Module):

@@ -110,6 +110,13 @@ template <class T>
 void lrn_backward(int64_t B, int64_t C, int64_t HW, int size, T alpha, T beta, const T* x, const T* s,
                   const T* scale, const T* dy, T* dx);
 
+// ReLU on n values: y = max(x, 0) (NaN propagates); backward dx = dy where y > 0, else 0
+// (PyTorch's threshold_backward). Elementwise, so any layout; outputs must not overlap inputs.
+template <class T>
+void relu_forward(int64_t n, const T* x, T* y);
+template <class T>
+void relu_backward(int64_t n, const T* y, const T* dy, T* dx);
+
 // ---- GEMM: C(m x n) = alpha * op(A) * op(B) + beta * C, row-major -------------------------
 template <class T>
 void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
