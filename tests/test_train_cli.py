@@ -89,6 +89,18 @@ def test_profile_breakdown(capsys):
             or l.startswith("other layers")]
     exact_shares = [float(l.split("%")[0].split()[-1]) for l in rows]
     assert abs(sum(exact_shares) - 100) < 6   # rounded shares of the exact column
+    try:
+        import torch  # noqa: F401
+        assert "PyTorch step (same model and weights" in out
+    except ImportError:
+        assert "torch is not installed" in out
+
+
+def test_profile_no_torch(capsys):
+    from pyadr.__main__ import main
+    assert main(["profile", "--dataset", "synthetic", "--batch-size", "4", "--steps", "1", "--threads", "1",
+                 "--no-torch"]) == 0
+    assert "PyTorch" not in capsys.readouterr().out
 
 
 def test_profile_bad_layer(capsys):

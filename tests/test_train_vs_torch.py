@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import pyadr.nn as nn  # noqa: E402
 from pyadr.train.models import build_model  # noqa: E402
+from pyadr.train.torch_twin import torch_twin  # noqa: E402
 
 tnn = torch.nn
 F = torch.nn.functional
@@ -71,6 +72,29 @@ def test_cifarnet_training_matches_torch_float64():
     ref = torch_cifarnet(16, 96, 48, 10).double()
     batches = [(images_with_background(rng, 16), rng.integers(0, 10, 16)) for _ in range(6)]
     run_twins(ours, ref, batches, lr=0.05, momentum=0.9)
+
+
+@pytest.mark.parametrize("name", ["cifarnet", "alexnet", "vgg11"])
+def test_torch_twin_computes_the_same_forward(name):
+    """torch_twin (used by `pyadr profile` for PyTorch's side-by-side step time) builds the same
+    network with the same weights: equal eval-mode outputs in float64."""
+    model = build_model(name, (1, 28, 28), 10, width=0.125, seed=1)
+    for _, p in model.named_parameters():
+        p.data = p.data.astype(np.float64)
+    twin = torch_twin(model)
+    assert next(twin.parameters()).dtype == torch.float64
+    x = images_with_background(np.random.default_rng(2), 4)
+    model.eval()
+    twin.eval()
+    np.testing.assert_allclose(model.forward(x), twin(torch.from_numpy(x)).detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_torch_twin_rejects_unknown_layers():
+    class Odd(nn.Module):
+        def forward(self, x):
+            return x
+    with pytest.raises(ValueError, match="Odd"):
+        torch_twin(nn.Sequential(nn.ReLU(), Odd()))
 
 
 def test_batchnorm_avgpool_nesterov_weight_decay_match_torch_float64():

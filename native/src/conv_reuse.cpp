@@ -65,6 +65,28 @@ Blocks make_blocks(const ConvGeom& g, const detail::Layout& lay, Order order, in
   return bl;
 }
 
+// Products (Yc_j, D_j) of all blocks can outgrow the last-level cache (conv2 at rc 0.2: 37 MB),
+// and rows read them at random: the reconstruction and dX take the blocks in groups whose tables
+// fit this budget, one sweep over the rows per group.
+constexpr size_t kTableBudget = size_t(12) << 20;
+
+// Group boundaries [0, b1, ..., nb] for tables of bytes(j) bytes.
+template <class F>
+std::vector<int64_t> block_groups(int64_t nb, F bytes) {
+  std::vector<int64_t> bounds{0};
+  size_t used = 0;
+  for (int64_t j = 0; j < nb; ++j) {
+    const size_t b = bytes(j);
+    if (used > 0 && used + b > kTableBudget) {
+      bounds.push_back(j);
+      used = 0;
+    }
+    used += b;
+  }
+  bounds.push_back(nb);
+  return bounds;
+}
+
 // Runs `body(j)` for every block: blocks in parallel when there are enough of them; otherwise
 // serially, leaving the threads to the GEMMs inside.
 template <class F>
@@ -206,13 +228,14 @@ class BlockGrouper {
         rowp_[r] = S_.data() + r * Lj_;
       }
     }
+    const int32_t first_new = nc_;
     if (in_.pixel_path) {
       tile_pixel_ids(n0, len, base_slice);
     } else if (!tile_hashed_ids(n0, len)) {
       overflow_ = true;
       return;
     }
-    detail::scatter_add_ptrs(cent_.data(), ids_ + n0, rowp_, len, Lj_);
+    detail::scatter_first_ptrs(cent_.data(), ids_ + n0, rowp_, len, Lj_, first_new);
   }
 
   // Sums -> means.
@@ -287,7 +310,7 @@ class BlockGrouper {
 
   int32_t new_cluster() {
     cnt_.push_back(0);
-    cent_.resize(static_cast<size_t>(nc_ + 1) * Lj_, T(0));
+    cent_.resize(static_cast<size_t>(nc_ + 1) * Lj_);  // uninitialised: its first member is copied in
     return nc_++;
   }
 
@@ -296,7 +319,7 @@ class BlockGrouper {
   const std::vector<Run>& runs_;
   const bool tuples_, l2_;
   const int H_;
-  std::vector<T>& cent_;
+  UninitVector<T>& cent_;
   std::vector<int32_t>& cnt_;
   int32_t* ids_;
   Buffer<T> S_, proj_;
@@ -438,22 +461,33 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
     gemm<T>(false, false, nc, M, Lj, T(1), st->centroids[j].data(), Lj, st->Wm.data() + bl.k0[j] * M, M, T(0),
             Yc[j].get(), M);
   });
-  // Reconstruction: y[n] = b + sum_j Yc_j[id_j(n)].
+  // Reconstruction: y[n] = b + sum_j Yc_j[id_j(n)], block groups in turn (kTableBudget); with
+  // several groups the partial sums wait in Yr (N, M) between the sweeps.
   std::vector<const T*> yc(nb);
   for (int64_t j = 0; j < nb; ++j) yc[j] = Yc[j].get();
+  const std::vector<int64_t> grp =
+      block_groups(nb, [&](int64_t j) { return static_cast<size_t>(st->clusters(j) * M) * sizeof(T); });
+  const int64_t ngroups = static_cast<int64_t>(grp.size()) - 1;
+  Buffer<T> Yr(ngroups > 1 ? static_cast<size_t>(N) * M : 0);
   const int64_t ntiles = (N + kTileRows - 1) / kTileRows;
+  for (int64_t gi = 0; gi < ngroups; ++gi) {
+    const int64_t j0 = grp[gi], j1 = grp[gi + 1];
+    const bool last = gi == ngroups - 1;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(detail::threads_for(ntiles))
 #endif
-  {
-    Buffer<T> acc(kTileRows * M);
+    {
+      Buffer<T> acc(kTileRows * M);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-    for (int64_t t = 0; t < ntiles; ++t) {
-      const int64_t n0 = t * kTileRows, len = std::min(kTileRows, N - n0);
-      detail::gather_sum(acc.data(), yc.data(), st->ids.data() + n0, N, nb, len, M);
-      detail::store_rows_nchw(g, n0, len, acc.data(), b, y);
+      for (int64_t t = 0; t < ntiles; ++t) {
+        const int64_t n0 = t * kTileRows, len = std::min(kTileRows, N - n0);
+        T* out = last ? acc.data() : Yr.data() + n0 * M;
+        if (last && gi > 0) std::memcpy(out, Yr.data() + n0 * M, sizeof(T) * len * M);
+        detail::gather_sum(out, yc.data() + j0, st->ids.data() + j0 * N + n0, N, j1 - j0, len, M, gi > 0);
+        if (last) detail::store_rows_nchw(g, n0, len, acc.data(), b, y);
+      }
     }
   }
   return st;
@@ -480,9 +514,10 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
   ErrorTrap trap;
   for_each_block(nb, trap, [&](int64_t j) {
     const int64_t nc = s.clusters(j), Lj = s.block_len(j), k0 = j * s.L;
-    std::vector<T> G(static_cast<size_t>(nc) * M, T(0));
+    UninitVector<T> G(static_cast<size_t>(nc) * M);  // every row written: first member copied
     const int32_t* ids = s.ids.data() + j * N;
-    detail::scatter_add(G.data(), ids, dY.data(), N, M);
+    if (detail::scatter_first(G.data(), ids, dY.data(), N, M, 0) != nc)
+      throw Error("internal: cluster count does not match the ids");
     if (dw)
       gemm<T>(true, false, Lj, M, nc, T(1), s.centroids[j].data(), Lj, G.data(), M, T(0), dWm.data() + k0 * M, M);
     if (dx) {
@@ -499,10 +534,6 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
   const detail::Layout lay = detail::make_layout(g, s.order == Order::HWC);
   // dX row n = concat_j D_j[id_j(n)], added back (col2im) block by block through each block's runs.
   const Blocks bl = make_blocks(g, lay, s.order, s.L);
-  std::vector<detail::BlockRun> runs;
-  for (int64_t j = 0; j < nb; ++j)
-    for (const Run& u : bl.runs[j])
-      runs.push_back({u.src, static_cast<int32_t>(j), u.dst, u.len, static_cast<int32_t>(bl.len[j])});
   Buffer<T> dpadded;
   T* dxp = dx;
   if (!detail::layout_is_input(g, lay)) {
@@ -513,21 +544,31 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
   const int64_t P = g.P();
   std::vector<const T*> dtab(nb);
   for (int64_t j = 0; j < nb; ++j) dtab[j] = D[j].get();
+  // Block groups in turn (kTableBudget), each swept over all rows.
+  const std::vector<int64_t> grp =
+      block_groups(nb, [&](int64_t j) { return static_cast<size_t>(s.clusters(j) * bl.len[j]) * sizeof(T); });
   constexpr int64_t kAhead = 2;  // D rows are scattered over all blocks: fetch a later row's early
+  for (size_t gi = 0; gi + 1 < grp.size(); ++gi) {
+    const int64_t j0 = grp[gi], j1 = grp[gi + 1];
+    std::vector<detail::BlockRun> runs;
+    for (int64_t j = j0; j < j1; ++j)
+      for (const Run& u : bl.runs[j])
+        runs.push_back({u.src, static_cast<int32_t>(j), u.dst, u.len, static_cast<int32_t>(bl.len[j])});
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(detail::threads_for(g.B)) schedule(static)
 #endif
-  for (int64_t bimg = 0; bimg < g.B; ++bimg)
-    for (int64_t n = bimg * P; n < (bimg + 1) * P; ++n) {
-      if (n + kAhead < N)
-        for (int64_t j = 0; j < nb; ++j) {
-          const T* row = dtab[j] + static_cast<int64_t>(s.ids[j * N + n + kAhead]) * bl.len[j];
-          for (int64_t off = 0; off < bl.len[j]; off += 64 / static_cast<int64_t>(sizeof(T)))
-            PYADR_PREFETCH(row + off);
-        }
-      detail::add_block_runs(dxp + detail::row_base(g, lay, n), runs.data(), runs.size(), dtab.data(),
-                             s.ids.data() + n, N);
-    }
+    for (int64_t bimg = 0; bimg < g.B; ++bimg)
+      for (int64_t n = bimg * P; n < (bimg + 1) * P; ++n) {
+        if (n + kAhead < N)
+          for (int64_t j = j0; j < j1; ++j) {
+            const T* row = dtab[j] + static_cast<int64_t>(s.ids[j * N + n + kAhead]) * bl.len[j];
+            for (int64_t off = 0; off < bl.len[j]; off += 64 / static_cast<int64_t>(sizeof(T)))
+              PYADR_PREFETCH(row + off);
+          }
+        detail::add_block_runs(dxp + detail::row_base(g, lay, n), runs.data(), runs.size(), dtab.data(),
+                               s.ids.data() + n, N);
+      }
+  }
   if (dxp != dx) detail::unpad_output(g, lay, dxp, dx);
 }
 

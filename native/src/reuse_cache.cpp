@@ -87,7 +87,7 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
   const T* xp = detail::padded_input(g, lay, x, padded);
   std::vector<int32_t> ids(static_cast<size_t>(nb) * N);
   std::vector<int64_t> fresh(nb, 0), hits(nb, 0);
-  std::vector<std::vector<T>> new_centroids(nb);
+  std::vector<UninitVector<T>> new_centroids(nb);
   std::vector<std::vector<uint64_t>> new_keys(nb);
   for (auto& bl : blocks_)
     if (max_entries_ > 0 && static_cast<int64_t>(bl->table.size()) > max_entries_) {
@@ -112,7 +112,8 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
       detail::ClusterTable local;
       local.reset(N, H_, 0);
       std::vector<uint64_t>& keys_new = new_keys[t];
-      std::vector<T>& sums = new_centroids[t];
+      UninitVector<T>& sums = new_centroids[t];
+      int32_t next_new = 0;  // clusters whose first row is in sums
       std::vector<int32_t> counts;
       detail::Buffer<T> S(kTile * len), proj(kTile * HB);
       const T* rowp[kTile];
@@ -157,7 +158,7 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
             if (c == static_cast<int32_t>(keys_new.size())) {
               keys_new.push_back(key);
               counts.push_back(0);
-              sums.resize(keys_new.size() * static_cast<size_t>(len), T(0));
+              sums.resize(keys_new.size() * static_cast<size_t>(len));  // first member copied in
             }
             ++counts[c];
             newp[nnew] = rowp[r];
@@ -168,12 +169,12 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
           last_key = key;
           last_id = k;
         }
-        detail::scatter_add_ptrs(sums.data(), newc, newp, nnew, len);
+        next_new = detail::scatter_first_ptrs(sums.data(), newc, newp, nnew, len, next_new);
       }
       const int64_t nc = static_cast<int64_t>(keys_new.size());
       for (int64_t c = 0; c < nc; ++c) {
-        const T count = static_cast<T>(counts[c]);
-        for (int64_t q = 0; q < len; ++q) sums[c * len + q] /= count;
+        const T inv = T(1) / static_cast<T>(counts[c]);
+        for (int64_t q = 0; q < len; ++q) sums[c * len + q] *= inv;
         bl.table.find_or_insert(keys_new[c], nullptr, base + static_cast<int32_t>(c));
       }
       fresh[t] = nc;
@@ -195,7 +196,7 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
     bl.products.resize(old + static_cast<size_t>(nc) * M);
     gemm<T>(false, false, nc, M, bl.len, T(1), new_centroids[t].data(), bl.len, Wm_.data() + bl.k0 * M, M, T(0),
             bl.products.data() + old, M);
-    std::vector<T>().swap(new_centroids[t]);
+    UninitVector<T>().swap(new_centroids[t]);
   }
 
   // Phase 3, rows in parallel: y[n] = b + sum_j P_j[id_j(n)].

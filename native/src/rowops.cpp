@@ -4,31 +4,33 @@ namespace pyadr {
 namespace detail {
 namespace {
 
-template <class T>
-PYADR_INLINE void scatter_add_impl(T* PYADR_RESTRICT table, const int32_t* ids, const T* PYADR_RESTRICT rows,
-                                   int64_t R, int64_t width) {
+// Rows r < R given by `row(r)`. Ids are numbered by first occurrence in row order and the ids
+// below `next` are already in the table, so the row whose id equals next is its cluster's first
+// member: copied, not added (the table needs no zero-fill). Returns the next new id.
+template <class T, class Row>
+PYADR_INLINE int32_t scatter_first_impl(T* PYADR_RESTRICT table, const int32_t* ids, Row row, int64_t R,
+                                        int64_t width, int32_t next) {
   for (int64_t r = 0; r < R; ++r) {
     if (r + 4 < R) PYADR_PREFETCH(table + static_cast<int64_t>(ids[r + 4]) * width);  // scattered rows
-    T* PYADR_RESTRICT dst = table + static_cast<int64_t>(ids[r]) * width;
-    const T* PYADR_RESTRICT src = rows + r * width;
-    for (int64_t i = 0; i < width; ++i) dst[i] += src[i];
+    const int32_t id = ids[r];
+    T* PYADR_RESTRICT dst = table + static_cast<int64_t>(id) * width;
+    const T* PYADR_RESTRICT src = row(r);
+    if (id < next) {
+      for (int64_t i = 0; i < width; ++i) dst[i] += src[i];
+    } else if (id == next) {
+      for (int64_t i = 0; i < width; ++i) dst[i] = src[i];
+      ++next;
+    } else {
+      throw Error("internal: cluster ids are not numbered by first occurrence");
+    }
   }
-}
-
-template <class T>
-PYADR_INLINE void scatter_add_ptrs_impl(T* PYADR_RESTRICT table, const int32_t* ids, const T* const* rows, int64_t R,
-                                        int64_t width) {
-  for (int64_t r = 0; r < R; ++r) {
-    T* PYADR_RESTRICT dst = table + static_cast<int64_t>(ids[r]) * width;
-    const T* PYADR_RESTRICT src = rows[r];
-    for (int64_t i = 0; i < width; ++i) dst[i] += src[i];
-  }
+  return next;
 }
 
 // Columns in chunks of 8 vectors held in registers across the nb tables; the tail column by column.
 template <class T>
 PYADR_INLINE void gather_sum_impl(T* PYADR_RESTRICT out, const T* const* tables, const int32_t* ids, int64_t stride,
-                                  int64_t nb, int64_t R, int64_t width) {
+                                  int64_t nb, int64_t R, int64_t width, bool accumulate) {
   typedef T V __attribute__((vector_size(32)));
   constexpr int64_t VL = 32 / sizeof(T), NV = 8, CH = VL * NV;
   for (int64_t r = 0; r < R; ++r) {
@@ -39,8 +41,13 @@ PYADR_INLINE void gather_sum_impl(T* PYADR_RESTRICT out, const T* const* tables,
     int64_t m0 = 0;
     for (; m0 + CH <= width; m0 += CH) {
       V acc[NV];
+      if (accumulate) {
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[v] = V{};
+        for (int v = 0; v < NV; ++v) std::memcpy(&acc[v], dst + m0 + v * VL, sizeof(V));
+      } else {
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[v] = V{};
+      }
       for (int64_t j = 0; j < nb; ++j) {
         const T* src = tables[j] + static_cast<int64_t>(ids[j * stride + r]) * width + m0;
 #pragma GCC unroll 8
@@ -54,7 +61,8 @@ PYADR_INLINE void gather_sum_impl(T* PYADR_RESTRICT out, const T* const* tables,
       for (int v = 0; v < NV; ++v) std::memcpy(dst + m0 + v * VL, &acc[v], sizeof(V));
     }
     if (m0 < width) {
-      for (int64_t m = m0; m < width; ++m) dst[m] = T(0);
+      if (!accumulate)
+        for (int64_t m = m0; m < width; ++m) dst[m] = T(0);
       for (int64_t j = 0; j < nb; ++j) {
         const T* PYADR_RESTRICT src = tables[j] + static_cast<int64_t>(ids[j * stride + r]) * width;
         for (int64_t m = m0; m < width; ++m) dst[m] += src[m];
@@ -94,12 +102,12 @@ PYADR_CLONES void add_block_runs_f64(double* b, const BlockRun* r, size_t n, con
   add_block_runs_impl(b, r, n, t, ids, s);
 }
 PYADR_CLONES void gather_sum_f32(float* o, const float* const* t, const int32_t* ids, int64_t s, int64_t nb,
-                                 int64_t R, int64_t w) {
-  gather_sum_impl(o, t, ids, s, nb, R, w);
+                                 int64_t R, int64_t w, bool acc) {
+  gather_sum_impl(o, t, ids, s, nb, R, w, acc);
 }
 PYADR_CLONES void gather_sum_f64(double* o, const double* const* t, const int32_t* ids, int64_t s, int64_t nb,
-                                 int64_t R, int64_t w) {
-  gather_sum_impl(o, t, ids, s, nb, R, w);
+                                 int64_t R, int64_t w, bool acc) {
+  gather_sum_impl(o, t, ids, s, nb, R, w, acc);
 }
 PYADR_CLONES void add_runs_f32(float* base, const Run* runs, size_t n, const float* in) {
   add_runs_impl(base, runs, n, in);
@@ -107,50 +115,56 @@ PYADR_CLONES void add_runs_f32(float* base, const Run* runs, size_t n, const flo
 PYADR_CLONES void add_runs_f64(double* base, const Run* runs, size_t n, const double* in) {
   add_runs_impl(base, runs, n, in);
 }
-PYADR_CLONES void scatter_add_ptrs_f32(float* t, const int32_t* ids, const float* const* rows, int64_t R, int64_t w) {
-  scatter_add_ptrs_impl(t, ids, rows, R, w);
+PYADR_CLONES int32_t scatter_first_ptrs_f32(float* t, const int32_t* ids, const float* const* rows, int64_t R,
+                                            int64_t w, int32_t next) {
+  return scatter_first_impl(t, ids, [rows](int64_t r) { return rows[r]; }, R, w, next);
 }
-PYADR_CLONES void scatter_add_ptrs_f64(double* t, const int32_t* ids, const double* const* rows, int64_t R,
-                                       int64_t w) {
-  scatter_add_ptrs_impl(t, ids, rows, R, w);
+PYADR_CLONES int32_t scatter_first_ptrs_f64(double* t, const int32_t* ids, const double* const* rows, int64_t R,
+                                            int64_t w, int32_t next) {
+  return scatter_first_impl(t, ids, [rows](int64_t r) { return rows[r]; }, R, w, next);
 }
-PYADR_CLONES void scatter_add_f32(float* t, const int32_t* ids, const float* rows, int64_t R, int64_t w) {
-  scatter_add_impl(t, ids, rows, R, w);
+PYADR_CLONES int32_t scatter_first_f32(float* t, const int32_t* ids, const float* rows, int64_t R, int64_t w,
+                                       int32_t next) {
+  return scatter_first_impl(t, ids, [rows, w](int64_t r) { return rows + r * w; }, R, w, next);
 }
-PYADR_CLONES void scatter_add_f64(double* t, const int32_t* ids, const double* rows, int64_t R, int64_t w) {
-  scatter_add_impl(t, ids, rows, R, w);
+PYADR_CLONES int32_t scatter_first_f64(double* t, const int32_t* ids, const double* rows, int64_t R, int64_t w,
+                                       int32_t next) {
+  return scatter_first_impl(t, ids, [rows, w](int64_t r) { return rows + r * w; }, R, w, next);
 }
 
 }  // namespace
 
 template <>
-void scatter_add<float>(float* table, const int32_t* ids, const float* rows, int64_t R, int64_t width) {
-  scatter_add_f32(table, ids, rows, R, width);
+int32_t scatter_first<float>(float* table, const int32_t* ids, const float* rows, int64_t R, int64_t width,
+                             int32_t next) {
+  return scatter_first_f32(table, ids, rows, R, width, next);
 }
 template <>
-void scatter_add<double>(double* table, const int32_t* ids, const double* rows, int64_t R, int64_t width) {
-  scatter_add_f64(table, ids, rows, R, width);
+int32_t scatter_first<double>(double* table, const int32_t* ids, const double* rows, int64_t R, int64_t width,
+                              int32_t next) {
+  return scatter_first_f64(table, ids, rows, R, width, next);
 }
 
 template <>
-void scatter_add_ptrs<float>(float* table, const int32_t* ids, const float* const* rows, int64_t R, int64_t width) {
-  scatter_add_ptrs_f32(table, ids, rows, R, width);
+int32_t scatter_first_ptrs<float>(float* table, const int32_t* ids, const float* const* rows, int64_t R,
+                                  int64_t width, int32_t next) {
+  return scatter_first_ptrs_f32(table, ids, rows, R, width, next);
 }
 template <>
-void scatter_add_ptrs<double>(double* table, const int32_t* ids, const double* const* rows, int64_t R,
-                              int64_t width) {
-  scatter_add_ptrs_f64(table, ids, rows, R, width);
+int32_t scatter_first_ptrs<double>(double* table, const int32_t* ids, const double* const* rows, int64_t R,
+                                   int64_t width, int32_t next) {
+  return scatter_first_ptrs_f64(table, ids, rows, R, width, next);
 }
 
 template <>
 void gather_sum<float>(float* out, const float* const* tables, const int32_t* ids, int64_t stride, int64_t nb,
-                       int64_t R, int64_t width) {
-  gather_sum_f32(out, tables, ids, stride, nb, R, width);
+                       int64_t R, int64_t width, bool accumulate) {
+  gather_sum_f32(out, tables, ids, stride, nb, R, width, accumulate);
 }
 template <>
 void gather_sum<double>(double* out, const double* const* tables, const int32_t* ids, int64_t stride, int64_t nb,
-                        int64_t R, int64_t width) {
-  gather_sum_f64(out, tables, ids, stride, nb, R, width);
+                        int64_t R, int64_t width, bool accumulate) {
+  gather_sum_f64(out, tables, ids, stride, nb, R, width, accumulate);
 }
 template <>
 void add_block_runs<float>(float* base, const BlockRun* runs, size_t nruns, const float* const* tables,

@@ -1,5 +1,6 @@
 // Indexed row additions, the memory-bound inner loops of deep reuse (compiled per SIMD level).
-//   scatter_add: table[ids[r], :] += rows[r, :]   for r < R   (centroid sums, Gamma)
+//   scatter_first: table[ids[r], :] += rows[r, :] for r < R, a cluster's first row copied instead
+//                (centroid sums, Gamma; ids numbered by first occurrence, so no zero-fill)
 //   gather_sum:  out[r, :] = sum_j tables[j][ids[j * stride + r], :]   (reconstruction, all blocks
 //                at once: the row's accumulator stays in registers, summed over j in order)
 //   add_block_runs: one row's dX, block by block, added straight into the padded dX
@@ -12,14 +13,20 @@
 namespace pyadr {
 namespace detail {
 
+// Ids below `next` are already in the table; ids are numbered by first occurrence in row order,
+// so the first row of each new cluster (id == next) is copied and next advances. Returns the new
+// next; an id beyond next is an internal error (Error thrown).
 template <class T>
-void scatter_add(T* table, const int32_t* ids, const T* rows, int64_t R, int64_t width);
-// table[ids[r], :] += rows[r][0:width]  (rows given by pointer)
+int32_t scatter_first(T* table, const int32_t* ids, const T* rows, int64_t R, int64_t width, int32_t next);
+// The same with rows given by pointer: rows[r][0:width].
 template <class T>
-void scatter_add_ptrs(T* table, const int32_t* ids, const T* const* rows, int64_t R, int64_t width);
+int32_t scatter_first_ptrs(T* table, const int32_t* ids, const T* const* rows, int64_t R, int64_t width,
+                           int32_t next);
+// out[r, :] (+)= sum_{j < nb} tables[j][ids[j * stride + r], :]; with `accumulate` out's values
+// are added to, otherwise overwritten.
 template <class T>
 void gather_sum(T* out, const T* const* tables, const int32_t* ids, int64_t stride, int64_t nb, int64_t R,
-                int64_t width);
+                int64_t width, bool accumulate = false);
 // A column run of block j of the virtual im2col row: row[block's k0 + dst + t] sits at base[src + t].
 struct BlockRun {
   int64_t src;

@@ -8,6 +8,9 @@ per-step sums are printed side by side, with each part's share of the step.
 
     pyadr profile --model cifarnet --dataset fashion-mnist --steps 20 --threads 2
     pyadr profile --L 64 --H 12 --hash l2          # the reuse column's rung
+
+When PyTorch is installed (never a dependency) the same model with the same weights
+(`torch_twin`) is timed on the same batches and threads, for a side-by-side step time.
 """
 from __future__ import annotations
 
@@ -75,6 +78,32 @@ def profile_steps(model, loader, optimizer, steps, warmup=2):
     return per_step
 
 
+def torch_step_times(model, loader, threads, steps, warmup=2):
+    """Seconds per training step of `model`'s PyTorch twin (SGD lr 0.01, momentum 0.9) on the
+    loader's first batches, or None when torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from .torch_twin import torch_twin
+    torch.set_num_threads(threads)
+    twin = torch_twin(model).train()
+    opt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9)
+    order = loader.order(0)
+    times = []
+    for s in range(warmup + steps):
+        x, y = loader.make_batch(order, 0, s % len(loader))
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+        t = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(twin(xt), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if s >= warmup:
+            times.append(time.perf_counter() - t)
+    return times
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="pyadr profile", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="cifarnet")
@@ -89,6 +118,7 @@ def _parser():
     p.add_argument("--reuse-layers", default=None,
                    help="comma list of layers for the reuse column (default: every conv but the first)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch step (timed when torch is installed)")
     return p
 
 
@@ -138,6 +168,15 @@ def main(argv=None, file=None) -> int:
         print(f"{k:14s}{cells}", file=out)
     e, r = (columns[l]["step"] for l in labels)
     print(f"reuse step / exact step: {r / e:.2f}", file=out)
+    if not a.no_torch:
+        times = torch_step_times(build_model(a.model, data.image_shape, data.num_classes, 1.0, a.seed),
+                                 loader, a.threads, a.steps)
+        if times is None:
+            print("PyTorch step: torch is not installed (not a dependency; skipped)", file=out)
+        else:
+            t = float(np.median(times))
+            print(f"PyTorch step (same model and weights, NCHW, {a.threads} threads): {1e3 * t:.1f} ms; "
+                  f"pyadr exact step / PyTorch step: {e / t:.2f}, reuse step / PyTorch step: {r / t:.2f}", file=out)
     return 0
 
 

@@ -18,6 +18,8 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace pyadr {
@@ -54,6 +56,27 @@ struct ReuseParams {
   T width = T(1);
 };
 
+// std::vector whose resize() leaves new elements uninitialised (default-init, not value-init):
+// for buffers every element of which is written before it is read.
+template <class T, class A = std::allocator<T>>
+struct UninitAllocator : A {
+  template <class U>
+  struct rebind {
+    using other = UninitAllocator<U, typename std::allocator_traits<A>::template rebind_alloc<U>>;
+  };
+  using A::A;
+  template <class U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible<U>::value) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    std::allocator_traits<A>::construct(static_cast<A&>(*this), p, std::forward<Args>(args)...);
+  }
+};
+template <class T>
+using UninitVector = std::vector<T, UninitAllocator<T>>;
+
 // What a reuse forward keeps for its backward: ids, counts, centroids, reordered weights.
 // Never the im2col matrix. Block j covers ordered columns [j*L, min((j+1)*L, K)).
 template <class T>
@@ -65,7 +88,7 @@ struct ReuseState {
   int64_t nblocks = 0;
   std::vector<int32_t> ids;                    // (nblocks, N): cluster of row n in block j
   std::vector<std::vector<int32_t>> counts;    // block j: (nc_j) members per cluster
-  std::vector<std::vector<T>> centroids;       // block j: (nc_j, L_j) cluster means
+  std::vector<UninitVector<T>> centroids;      // block j: (nc_j, L_j) cluster means
   std::vector<T> Wm;                           // (K, M) weights, rows in `order`
   int64_t block_len(int64_t j) const;
   int64_t clusters(int64_t j) const { return static_cast<int64_t>(counts[j].size()); }
