@@ -68,7 +68,10 @@ Blocks make_blocks(const ConvGeom& g, const detail::Layout& lay, Order order, in
 // Products (Yc_j, D_j) of all blocks can outgrow the last-level cache (conv2 at rc 0.2: 37 MB),
 // and rows read them at random: the reconstruction and dX take the blocks in groups whose tables
 // fit this budget, one sweep over the rows per group.
-constexpr size_t kTableBudget = size_t(12) << 20;
+#ifndef PYADR_TABLE_BUDGET_MB  // overridable at build time, for tuning
+#define PYADR_TABLE_BUDGET_MB 12
+#endif
+constexpr size_t kTableBudget = size_t(PYADR_TABLE_BUDGET_MB) << 20;
 
 // Group boundaries [0, b1, ..., nb] for tables of bytes(j) bytes.
 template <class F>
@@ -415,6 +418,12 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
   ErrorTrap trap;
   // Blocks are grouped in chunks; a chunk's blocks advance together tile by tile, so a tile of
   // input rows is read from cache by all of them (one sweep of the input per chunk, not per block).
+  const std::vector<int64_t> rbase = detail::row_bases(g, lay);
+  std::vector<int64_t> rslice;
+  if (pixel_path) {
+    rslice.resize(N);
+    for (int64_t n = 0; n < N; ++n) rslice[n] = rbase[n] / L;
+  }
   const GroupInputs<T> in{g, lay, bl, p, xp, Pp.data(), HB, pixel_path, pk, pixel_gid.data(), n_gid, group_rows};
   // About kChunkBlocks blocks per chunk, the chunks a multiple of the threads and their sizes
   // within one of each other (25 blocks on 2 threads: 8 chunks of 3-4, not 7 of 4 and 1).
@@ -426,13 +435,11 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
     std::vector<std::unique_ptr<BlockGrouper<T>>> gr;
     for (int64_t j = j0; j < j1; ++j)
       gr.emplace_back(new BlockGrouper<T>(in, j, pixel_tuples, *st));
-    int64_t base_off[kTileRows], base_slice[kTileRows];
     auto sweep = [&](BlockGrouper<T>* only) {
       for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
         const int64_t len = std::min(kTileRows, N - n0);
-        for (int64_t r = 0; r < len; ++r) base_off[r] = detail::row_base(g, lay, n0 + r);
-        if (pixel_path)
-          for (int64_t r = 0; r < len; ++r) base_slice[r] = base_off[r] / L;
+        const int64_t* base_off = rbase.data() + n0;
+        const int64_t* base_slice = pixel_path ? rslice.data() + n0 : nullptr;
         if (only) {
           only->tile(n0, len, base_off, base_slice);
         } else {
@@ -540,8 +547,8 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
     dpadded.resize(lay.size());
     dxp = dpadded.data();
   }
-  std::memset(dxp, 0, sizeof(T) * lay.size());
   const int64_t P = g.P();
+  const std::vector<int64_t> rbase = detail::row_bases(g, lay);
   std::vector<const T*> dtab(nb);
   for (int64_t j = 0; j < nb; ++j) dtab[j] = D[j].get();
   // Block groups in turn (kTableBudget), each swept over all rows.
@@ -557,7 +564,8 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(detail::threads_for(g.B)) schedule(static)
 #endif
-    for (int64_t bimg = 0; bimg < g.B; ++bimg)
+    for (int64_t bimg = 0; bimg < g.B; ++bimg) {
+      if (gi == 0) std::memset(dxp + bimg * lay.sB, 0, sizeof(T) * lay.sB);  // this image's padded dX
       for (int64_t n = bimg * P; n < (bimg + 1) * P; ++n) {
         if (n + kAhead < N)
           for (int64_t j = j0; j < j1; ++j) {
@@ -565,9 +573,9 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
             for (int64_t off = 0; off < bl.len[j]; off += 64 / static_cast<int64_t>(sizeof(T)))
               PYADR_PREFETCH(row + off);
           }
-        detail::add_block_runs(dxp + detail::row_base(g, lay, n), runs.data(), runs.size(), dtab.data(),
-                               s.ids.data() + n, N);
+        detail::add_block_runs(dxp + rbase[n], runs.data(), runs.size(), dtab.data(), s.ids.data() + n, N);
       }
+    }
   }
   if (dxp != dx) detail::unpad_output(g, lay, dxp, dx);
 }

@@ -82,6 +82,15 @@ bool layout_is_input(const ConvGeom& g, const Layout& l) {
   return !l.nhwc || g.C == 1 || (g.H == 1 && g.W == 1);
 }
 
+std::vector<int64_t> row_bases(const ConvGeom& g, const Layout& l) {
+  std::vector<int64_t> bases(static_cast<size_t>(g.N()));
+  int64_t n = 0;
+  for (int64_t b = 0; b < g.B; ++b)
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+      for (int64_t ow = 0; ow < g.OW; ++ow) bases[n++] = b * l.sB + oh * g.sh * l.sH + ow * g.sw * l.sW;
+  return bases;
+}
+
 template <class T>
 void pad_input(const ConvGeom& g, const Layout& l, const T* x, T* xp) {
   const int64_t HW = g.H * g.W;

@@ -38,6 +38,10 @@ inline int64_t row_base(const ConvGeom& g, const Layout& l, int64_t n) {
   return b * l.sB + oh * g.sh * l.sH + ow * g.sw * l.sW;
 }
 
+// row_base of every row n < N (one pass, no divisions per row): the offsets the reuse kernels
+// look up many times per call.
+std::vector<int64_t> row_bases(const ConvGeom& g, const Layout& l);
+
 // True when x itself already has layout l (no padding, same memory order): no copy needed.
 bool layout_is_input(const ConvGeom& g, const Layout& l);
 // xp <- x with zero padding (parallel over images).
