@@ -25,8 +25,8 @@ def test_cost_model_and_default_rungs():
     assert [r.H for r in default_rungs(1600, 256)] == [20, 24, 28, 32]
     assert default_rungs(9, 64)[0].L == 9
     # L = C ("l2", hashed once per input pixel) when the layer has C >= 16 input channels
-    assert [(r.L, r.H, r.hash) for r in default_rungs(1600, 64, 64)] == [(64, 8, "l2"), (64, 12, "l2")]
-    assert [r.H for r in default_rungs(576, 128, 64)] == [8, 12, 16]
+    assert [(r.L, r.H, r.hash) for r in default_rungs(1600, 64, 64)] == [(64, 12, "l2"), (64, 16, "l2")]
+    assert [r.H for r in default_rungs(576, 128, 64)] == [12, 16, 20]
     assert default_rungs(25, 64, 1)[0].hash == "sign"
     assert Rung(25, 8, "l2").label() == "l2 L25 H8 w1"
     with pytest.raises(ValueError, match="H"):
