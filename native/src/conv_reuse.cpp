@@ -6,10 +6,14 @@
 //   -> ClusterTable id (first occurrence)  ->  centroid sums += S[r]
 // The im2col matrix is never built. With order "hwc" and L | C every sub-vector is a slice of one
 // pixel's channel vector, so its key is computed once per input pixel instead of once per row
-// (kh*kw times less hashing). Then Yc_j (nc_j, M) = centroids_j . Wm_j and
-// y[n] = b + sum_j Yc_j[id_j(n)].
+// (kh*kw times less hashing), the keys are numbered once per call, and block j's id of a row is
+// remap_j[number of its slice] (an array, no per-block hash table). A cluster's first row is
+// copied into its sum, later rows added (ids are numbered by first occurrence: no zero-fill).
+// Then Yc_j (nc_j, M) = centroids_j . Wm_j and y[n] = b + sum_j Yc_j[id_j(n)], blocks taken in
+// groups whose Yc tables fit kTableBudget (rows read them at random).
 // Backward: Gamma_j = cluster sums of dY; dWm_j = centroids_j^T Gamma_j;
-// D_j = (Gamma_j / |c|) Wm_j^T; dX[n, block j] = D_j[id_j(n)], scattered back (col2im) per image.
+// D_j = (Gamma_j / |c|) Wm_j^T; dX[n, block j] = D_j[id_j(n)], scattered back (col2im) per image,
+// block groups in turn as in the reconstruction.
 #include <algorithm>
 #include <atomic>
 #include <mutex>
