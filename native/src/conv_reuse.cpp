@@ -188,7 +188,6 @@ struct GroupInputs {
   const T* Pp;  // planes padded to (L, HB)
   int HB;
   bool pixel_path;
-  const PixelKeys& pk;
   // Pixel path: the keys of all slices numbered once, by first occurrence, in one table
   // (pixel_gid, count); blocks then map these numbers to their own ids through an array.
   const int32_t* pixel_gid;
@@ -205,8 +204,9 @@ class BlockGrouper {
   BlockGrouper(const GroupInputs<T>& in, int64_t j, bool tuples, ReuseState<T>& st)
       : in_(in), Lj_(in.bl.len[j]), runs_(in.bl.runs[j]), tuples_(tuples),
         l2_(in.p.hash == HashKind::L2), H_(in.p.H), cent_(st.centroids[j]), cnt_(st.counts[j]),
-        ids_(st.ids.data() + j * in.g.N()), S_(kTileRows * Lj_), proj_(kTileRows * in.HB),
-        keys_(kTileRows), q_(l2_ ? kTileRows * H_ : 0) {
+        ids_(st.ids.data() + j * in.g.N()), S_(kTileRows * Lj_),
+        proj_(in.pixel_path ? 0 : kTileRows * in.HB), keys_(in.pixel_path ? 0 : kTileRows),
+        q_(l2_ && !in.pixel_path ? kTileRows * H_ : 0) {  // hashing scratch: rows hashed here only
     cent_.clear();
     cnt_.clear();
     if (in.pixel_path) {
@@ -428,7 +428,7 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
     rslice.resize(N);
     for (int64_t n = 0; n < N; ++n) rslice[n] = rbase[n] / L;
   }
-  const GroupInputs<T> in{g, lay, bl, p, xp, Pp.data(), HB, pixel_path, pk, pixel_gid.data(), n_gid, group_rows};
+  const GroupInputs<T> in{g, lay, bl, p, xp, Pp.data(), HB, pixel_path, pixel_gid.data(), n_gid, group_rows};
   // About kChunkBlocks blocks per chunk, the chunks a multiple of the threads and their sizes
   // within one of each other (25 blocks on 2 threads: 8 chunks of 3-4, not 7 of 4 and 1).
   const int64_t nt = num_threads();

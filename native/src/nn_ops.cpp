@@ -213,24 +213,33 @@ void maxpool2d_backward(const PoolGeom& g, const T* dy, const int32_t* arg, T* d
   }
 }
 
+namespace {
+// body(b, scratch) for every image b < B, images over the threads, one scratch of `scratch`
+// values per thread.
+template <class T, class F>
+void for_each_image(int64_t B, int64_t scratch, F body) {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(detail::threads_for(B))
+#endif
+  {
+    std::vector<T> buf(static_cast<size_t>(scratch));
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t b = 0; b < B; ++b) body(b, buf.data());
+  }
+}
+}  // namespace
+
 template <class T>
 void lrn_forward(int64_t B, int64_t C, int64_t HW, int size, T alpha, T beta, T k, const T* x, T* y, T* s, T* scale) {
   if (B < 0 || C < 1 || HW < 1) throw Error("lrn: empty or negative input shape");
   if (size < 1) throw Error("lrn: size must be >= 1");
   if (!s) throw Error("lrn: s must not be null");
-#ifdef _OPENMP
-#pragma omp parallel num_threads(detail::threads_for(B))
-#endif
-  {
-    std::vector<T> sq(static_cast<size_t>(C * HW));
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t o = b * C * HW;
-      lrn_fwd(x + o, C, HW, size, alpha, beta, k, y + o, s + o, scale ? scale + o : nullptr, sq.data());
-    }
-  }
+  for_each_image<T>(B, C * HW, [&](int64_t b, T* sq) {
+    const int64_t o = b * C * HW;
+    lrn_fwd(x + o, C, HW, size, alpha, beta, k, y + o, s + o, scale ? scale + o : nullptr, sq);
+  });
 }
 
 template <class T>
@@ -238,19 +247,10 @@ void lrn_backward(int64_t B, int64_t C, int64_t HW, int size, T alpha, T beta, c
                   const T* scale, const T* dy, T* dx) {
   if (B < 0 || C < 1 || HW < 1) throw Error("lrn: empty or negative input shape");
   if (size < 1) throw Error("lrn: size must be >= 1");
-#ifdef _OPENMP
-#pragma omp parallel num_threads(detail::threads_for(B))
-#endif
-  {
-    std::vector<T> t(static_cast<size_t>(C * HW));
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t o = b * C * HW;
-      lrn_bwd(x + o, s + o, scale + o, dy + o, C, HW, size, alpha, beta, dx + o, t.data());
-    }
-  }
+  for_each_image<T>(B, C * HW, [&](int64_t b, T* t) {
+    const int64_t o = b * C * HW;
+    lrn_bwd(x + o, s + o, scale + o, dy + o, C, HW, size, alpha, beta, dx + o, t);
+  });
 }
 
 namespace {
