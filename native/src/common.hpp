@@ -61,7 +61,7 @@ inline int threads_for(int64_t work) {
   return t;
 }
 
-// 64-byte aligned, uninitialised scratch buffer of T.
+// 64-byte aligned, uninitialised scratch buffer of T (large ones recycled: block_cache.cpp).
 template <class T>
 struct Buffer {
   T* ptr = nullptr;
@@ -70,13 +70,13 @@ struct Buffer {
   explicit Buffer(size_t count) { resize(count); }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
-  ~Buffer() { std::free(ptr); }
+  ~Buffer() { cache_free(ptr, n * sizeof(T)); }
   void resize(size_t count) {
     if (count <= n) return;
-    std::free(ptr);
-    size_t bytes = ((count * sizeof(T) + 63) / 64) * 64;
-    ptr = static_cast<T*>(std::aligned_alloc(64, bytes ? bytes : 64));
-    if (!ptr) throw std::bad_alloc();
+    cache_free(ptr, n * sizeof(T));
+    ptr = nullptr;
+    n = 0;
+    ptr = static_cast<T*>(cache_alloc(count * sizeof(T)));
     n = count;
   }
   void zero() { std::memset(ptr, 0, n * sizeof(T)); }

@@ -29,7 +29,8 @@ struct PanelArgs {
   const T* A;           // A(i, p) = transA ? A[p * lda + i] : A[i * lda + p], offset to (0, pc)
   int64_t lda;
   bool transA;
-  const T* Bp;          // packed B block: ceil(nc / NR) panels of (kc x NR)
+  const T* Bp;          // B block as ceil(nc / NR) panels of (kc x NR): Bp + (j / NR) * bpanel
+  int64_t bpanel, brow; // panel j's row p at + p * brow (packed: kc * NR and NR; in place: NR, ldb)
   T* C;                 // offset to (0, jc)
   int64_t ldc;
   T alpha, beta;
@@ -40,7 +41,7 @@ struct PanelArgs {
 // A would cost as much as the arithmetic it feeds.
 template <class T, int MR, int NRV, int VL, bool TA>
 PYADR_INLINE void micro_kernel(int64_t kc, const T* PYADR_RESTRICT A, int64_t lda, const T* PYADR_RESTRICT Bp,
-                               T* C, int64_t ldc, T alpha, T beta, int64_t mr, int64_t nr) {
+                               int64_t brow, T* C, int64_t ldc, T alpha, T beta, int64_t mr, int64_t nr) {
   typedef T V __attribute__((vector_size(VL * sizeof(T))));
   constexpr int NR = NRV * VL;
   V acc[MR][NRV];
@@ -54,7 +55,7 @@ PYADR_INLINE void micro_kernel(int64_t kc, const T* PYADR_RESTRICT A, int64_t ld
   for (int64_t p = 0; p < kc; ++p) {
     V bv[NRV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NRV; ++v) std::memcpy(&bv[v], Bp + p * NR + v * VL, sizeof(V));
+    for (int v = 0; v < NRV; ++v) std::memcpy(&bv[v], Bp + p * brow + v * VL, sizeof(V));
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const T a = TA ? rows[0][p * lda + i] : rows[i][p];
@@ -111,12 +112,12 @@ PYADR_INLINE void row_panels(const PanelArgs<T>& a) {
     }
     for (int64_t j = 0; j < a.nc; j += NR) {
       const int64_t nr = std::min<int64_t>(NR, a.nc - j);
-      const T* Bj = a.Bp + (j / NR) * a.kc * NR;
+      const T* Bj = a.Bp + (j / NR) * a.bpanel;
       T* Cij = a.C + i * a.ldc + j;
       if (packed)
-        micro_kernel<T, MR, NRV, VL, true>(a.kc, edge, MR, Bj, Cij, a.ldc, a.alpha, a.beta, mr, nr);
+        micro_kernel<T, MR, NRV, VL, true>(a.kc, edge, MR, Bj, a.brow, Cij, a.ldc, a.alpha, a.beta, mr, nr);
       else
-        micro_kernel<T, MR, NRV, VL, false>(a.kc, Ai, a.lda, Bj, Cij, a.ldc, a.alpha, a.beta, mr, nr);
+        micro_kernel<T, MR, NRV, VL, false>(a.kc, Ai, a.lda, Bj, a.brow, Cij, a.ldc, a.alpha, a.beta, mr, nr);
     }
   }
 }
@@ -210,7 +211,14 @@ void pack_B(const T* B, int64_t rsB, int64_t csB, int64_t kc, int64_t nc, int NR
   }
 }
 
-// The block loop shared by gemm_builtin and gemm_packed: `panel(jc, pc, kc, nc)` returns the packed
+// B laid out for the kernel: its panels' start, the distance between panels and between rows.
+template <class T>
+struct PanelB {
+  const T* data;
+  int64_t panel, row;
+};
+
+// The block loop shared by gemm_builtin and gemm_packed: `panel(jc, pc, kc, nc)` returns the
 // B block (ceil(nc / NR) panels of kc x NR) for columns [jc, jc + nc) and depth [pc, pc + kc).
 template <class T, class PanelFn>
 void run_blocks(const Kernel<T>& ker, bool ta, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
@@ -228,8 +236,9 @@ void run_blocks(const Kernel<T>& ker, bool ta, int64_t m, int64_t n, int64_t k, 
     const int64_t nc = std::min<int64_t>(NC, n - jc);
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min<int64_t>(KC, k - pc);
-      const T* Bp = panel(jc, pc, kc, nc);
-      PanelArgs<T> args{0, m, kc, nc, A + pc * csA, lda, ta, Bp, C + jc, ldc, alpha, pc == 0 ? beta : T(1)};
+      const PanelB<T> Bp = panel(jc, pc, kc, nc);
+      PanelArgs<T> args{0,      m,   kc,          nc,   A + pc * csA, lda, ta, Bp.data, Bp.panel, Bp.row,
+                        C + jc, ldc, alpha, pc == 0 ? beta : T(1)};
       if (nthreads == 1) {
         ker.run(args);
       } else {
@@ -252,12 +261,22 @@ void gemm_builtin(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, co
                   const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   const Kernel<T> ker = kernel<T>();
   const int64_t rsB = tb ? 1 : ldb, csB = tb ? ldb : 1;
+  // A narrow row-major B (n a multiple of NR, rows of at most kInPlaceRow bytes: conv layers'
+  // M output channels) is read in place: its rows are already NR-wide panels side by side, and
+  // packing it (the whole of Gamma in the reuse weight gradient) would cost a full copy.
+  constexpr int64_t kInPlaceRow = 512;
+  if (!tb && n % ker.NR == 0 && ldb * int64_t(sizeof(T)) <= kInPlaceRow) {
+    run_blocks(ker, ta, m, n, k, alpha, A, lda, beta, C, ldc, [&](int64_t jc, int64_t pc, int64_t, int64_t) {
+      return PanelB<T>{B + pc * ldb + jc, ker.NR, ldb};
+    });
+    return;
+  }
   static thread_local detail::Buffer<T> packed;
   packed.resize(static_cast<size_t>(KC * (NC + ker.NR)));
   T* Bp = packed.data();
   run_blocks(ker, ta, m, n, k, alpha, A, lda, beta, C, ldc, [&](int64_t jc, int64_t pc, int64_t kc, int64_t nc) {
     pack_B(B + pc * rsB + jc * csB, rsB, csB, kc, nc, ker.NR, Bp);
-    return static_cast<const T*>(Bp);
+    return PanelB<T>{Bp, kc * ker.NR, ker.NR};
   });
 }
 
@@ -330,8 +349,8 @@ void gemm_packed(bool transA, int64_t m, T alpha, const T* A, int64_t lda, const
   }
   const int64_t kblocks = (k + KC - 1) / KC;
   run_blocks(kernel<T>(), transA, m, n, k, alpha, A, lda, beta, C, ldc,
-             [&](int64_t jc, int64_t pc, int64_t, int64_t) {
-               return B.data_.data() + B.offsets_[(jc / NC) * kblocks + pc / KC];
+             [&](int64_t jc, int64_t pc, int64_t kc, int64_t) {
+               return PanelB<T>{B.data_.data() + B.offsets_[(jc / NC) * kblocks + pc / KC], kc * B.NR_, B.NR_};
              });
 }
 

@@ -118,27 +118,30 @@ void pad_input(const ConvGeom& g, const Layout& l, const T* x, T* xp) {
 }
 
 template <class T>
-void unpad_output(const ConvGeom& g, const Layout& l, const T* dxp, T* dx) {
+void unpad_image(const ConvGeom& g, const Layout& l, int64_t b, const T* dxp, T* dx) {
   const int64_t HW = g.H * g.W;
+  const T* src = dxp + b * l.sB;
+  T* dst = dx + b * g.C * HW;
+  if (l.nhwc) {
+    for (int64_t h = 0; h < g.H; ++h)
+      for (int64_t c = 0; c < g.C; ++c) {
+        const T* s = src + (h + g.ph) * l.sH + g.pw * l.sW + c;
+        T* d = dst + c * HW + h * g.W;
+        for (int64_t w = 0; w < g.W; ++w) d[w] = s[w * g.C];
+      }
+  } else {
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t h = 0; h < g.H; ++h)
+        std::memcpy(dst + c * HW + h * g.W, src + c * l.sC + (h + g.ph) * l.sH + g.pw, sizeof(T) * g.W);
+  }
+}
+
+template <class T>
+void unpad_output(const ConvGeom& g, const Layout& l, const T* dxp, T* dx) {
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads_for(g.B)) schedule(static)
 #endif
-  for (int64_t b = 0; b < g.B; ++b) {
-    const T* src = dxp + b * l.sB;
-    T* dst = dx + b * g.C * HW;
-    if (l.nhwc) {
-      for (int64_t h = 0; h < g.H; ++h)
-        for (int64_t c = 0; c < g.C; ++c) {
-          const T* s = src + (h + g.ph) * l.sH + g.pw * l.sW + c;
-          T* d = dst + c * HW + h * g.W;
-          for (int64_t w = 0; w < g.W; ++w) d[w] = s[w * g.C];
-        }
-    } else {
-      for (int64_t c = 0; c < g.C; ++c)
-        for (int64_t h = 0; h < g.H; ++h)
-          std::memcpy(dst + c * HW + h * g.W, src + c * l.sC + (h + g.ph) * l.sH + g.pw, sizeof(T) * g.W);
-    }
-  }
+  for (int64_t b = 0; b < g.B; ++b) unpad_image(g, l, b, dxp, dx);
 }
 
 template <class T>
@@ -177,6 +180,7 @@ void load_rows_nchw(const ConvGeom& g, int64_t n0, int64_t R, const T* dy, T* ro
 #define PYADR_INSTANTIATE(T)                                                                    \
   template void pad_input<T>(const ConvGeom&, const Layout&, const T*, T*);                   \
   template void unpad_output<T>(const ConvGeom&, const Layout&, const T*, T*);                \
+  template void unpad_image<T>(const ConvGeom&, const Layout&, int64_t, const T*, T*);        \
   template void store_rows_nchw<T>(const ConvGeom&, int64_t, int64_t, const T*, const T*, T*); \
   template void load_rows_nchw<T>(const ConvGeom&, int64_t, int64_t, const T*, T*);
 PYADR_INSTANTIATE(float)

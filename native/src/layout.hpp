@@ -58,6 +58,9 @@ const T* padded_input(const ConvGeom& g, const Layout& l, const T* x, Buffer<T>&
 // dx <- interior of dxp (the adjoint of pad_input): dx is NCHW (B, C, H, W).
 template <class T>
 void unpad_output(const ConvGeom& g, const Layout& l, const T* dxp, T* dx);
+// The same for image b alone.
+template <class T>
+void unpad_image(const ConvGeom& g, const Layout& l, int64_t b, const T* dxp, T* dx);
 
 template <class T>
 PYADR_INLINE void gather_runs(const T* base, const Run* runs, size_t nruns, T* PYADR_RESTRICT out) {

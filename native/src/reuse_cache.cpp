@@ -172,11 +172,8 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
         next_new = detail::scatter_first_ptrs(sums.data(), newc, newp, nnew, len, next_new);
       }
       const int64_t nc = static_cast<int64_t>(keys_new.size());
-      for (int64_t c = 0; c < nc; ++c) {
-        const T inv = T(1) / static_cast<T>(counts[c]);
-        for (int64_t q = 0; q < len; ++q) sums[c * len + q] *= inv;
-        bl.table.find_or_insert(keys_new[c], nullptr, base + static_cast<int32_t>(c));
-      }
+      detail::scale_rows(sums.data(), counts.data(), nc, len);
+      for (int64_t c = 0; c < nc; ++c) bl.table.find_or_insert(keys_new[c], nullptr, base + static_cast<int32_t>(c));
       fresh[t] = nc;
     } catch (const std::exception& e) {
 #ifdef _OPENMP

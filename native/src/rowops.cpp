@@ -7,6 +7,21 @@ namespace {
 // Rows r < R given by `row(r)`. Ids are numbered by first occurrence in row order and the ids
 // below `next` are already in the table, so the row whose id equals next is its cluster's first
 // member: copied, not added (the table needs no zero-fill). Returns the next new id.
+// dst[0:width] = src[0:width] with 32-byte vector moves: a loop the compiler would otherwise turn
+// into a memmove call, which costs more than the copy for rows this short.
+template <class T>
+PYADR_INLINE void copy_row(T* PYADR_RESTRICT dst, const T* PYADR_RESTRICT src, int64_t width) {
+  typedef T V __attribute__((vector_size(32)));
+  constexpr int64_t VL = 32 / sizeof(T);
+  int64_t i = 0;
+  for (; i + VL <= width; i += VL) {
+    V x;
+    std::memcpy(&x, src + i, sizeof(V));
+    std::memcpy(dst + i, &x, sizeof(V));
+  }
+  for (; i < width; ++i) dst[i] = src[i];
+}
+
 template <class T, class Row>
 PYADR_INLINE int32_t scatter_first_impl(T* PYADR_RESTRICT table, const int32_t* ids, Row row, int64_t R,
                                         int64_t width, int32_t next) {
@@ -18,7 +33,7 @@ PYADR_INLINE int32_t scatter_first_impl(T* PYADR_RESTRICT table, const int32_t* 
     if (id < next) {
       for (int64_t i = 0; i < width; ++i) dst[i] += src[i];
     } else if (id == next) {
-      for (int64_t i = 0; i < width; ++i) dst[i] = src[i];
+      copy_row(dst, src, width);
       ++next;
     } else {
       throw Error("internal: cluster ids are not numbered by first occurrence");
@@ -127,6 +142,21 @@ PYADR_CLONES int32_t scatter_first_f32(float* t, const int32_t* ids, const float
                                        int32_t next) {
   return scatter_first_impl(t, ids, [rows, w](int64_t r) { return rows + r * w; }, R, w, next);
 }
+template <class T>
+PYADR_INLINE void scale_rows_impl(T* PYADR_RESTRICT rows, const int32_t* counts, int64_t n, int64_t width) {
+  for (int64_t c = 0; c < n; ++c) {
+    const T inv = T(1) / static_cast<T>(counts[c]);
+    T* PYADR_RESTRICT row = rows + c * width;
+    for (int64_t i = 0; i < width; ++i) row[i] *= inv;
+  }
+}
+PYADR_CLONES void scale_rows_f32(float* rows, const int32_t* counts, int64_t n, int64_t w) {
+  scale_rows_impl(rows, counts, n, w);
+}
+PYADR_CLONES void scale_rows_f64(double* rows, const int32_t* counts, int64_t n, int64_t w) {
+  scale_rows_impl(rows, counts, n, w);
+}
+
 PYADR_CLONES int32_t scatter_first_f64(double* t, const int32_t* ids, const double* rows, int64_t R, int64_t w,
                                        int32_t next) {
   return scatter_first_impl(t, ids, [rows, w](int64_t r) { return rows + r * w; }, R, w, next);
@@ -183,6 +213,15 @@ void add_runs<float>(float* base, const Run* runs, size_t nruns, const float* in
 template <>
 void add_runs<double>(double* base, const Run* runs, size_t nruns, const double* in) {
   add_runs_f64(base, runs, nruns, in);
+}
+
+template <>
+void scale_rows<float>(float* rows, const int32_t* counts, int64_t n, int64_t width) {
+  scale_rows_f32(rows, counts, n, width);
+}
+template <>
+void scale_rows<double>(double* rows, const int32_t* counts, int64_t n, int64_t width) {
+  scale_rows_f64(rows, counts, n, width);
 }
 
 }  // namespace detail

@@ -5,6 +5,7 @@
 //                at once: the row's accumulator stays in registers, summed over j in order)
 //   add_block_runs: one row's dX, block by block, added straight into the padded dX
 //   add_runs:    base[run.src + t] += in[run.dst + t]   (col2im of one row)
+//   scale_rows:  rows[c, :] *= 1 / counts[c]   (sums -> means: centroids, Gamma / |c|)
 #pragma once
 
 #include "common.hpp"
@@ -38,6 +39,9 @@ void add_block_runs(T* base, const BlockRun* runs, size_t nruns, const T* const*
                     int64_t stride);
 template <class T>
 void add_runs(T* base, const Run* runs, size_t nruns, const T* in);
+// rows (n, width): row c multiplied by 1 / counts[c] (counts > 0).
+template <class T>
+void scale_rows(T* rows, const int32_t* counts, int64_t n, int64_t width);
 
 }  // namespace detail
 }  // namespace pyadr

@@ -10,6 +10,7 @@
 //   conv_reuse.cpp       fused hash/cluster/centroid pass, reduced GEMM, reuse backward
 //   reuse_cache.cpp      inference cache of cluster products across calls (+ its C API)
 //   nn_ops.cpp           pyadr.nn's max-pooling and LRN (NCHW), for the trainer
+//   block_cache.cpp      large scratch blocks recycled between calls (no page faults per call)
 // Linear layers are convolutions of a 1x1 kernel over 1x1 images.
 // User errors throw pyadr::Error (std::invalid_argument); invariants are asserted.
 #pragma once
@@ -56,9 +57,34 @@ struct ReuseParams {
   T width = T(1);
 };
 
+// ---- large-block recycling (block_cache.cpp) -------------------------------------------------
+// Blocks of 256 KiB and more freed by one call are kept (up to PYADR_CACHE_MB, default 256) and
+// handed to the next call's request of the same size class, instead of being returned to the OS
+// and faulted in and zero-filled again. 64-byte aligned, uninitialised; free with the same size.
+namespace detail {
+void* cache_alloc(size_t bytes);               // throws std::bad_alloc
+void cache_free(void* p, size_t bytes) noexcept;
+}  // namespace detail
+size_t cached_bytes();  // bytes now waiting in the cache
+void release_cached();  // gives them back to the OS
+
+template <class T>
+struct CachingAllocator {
+  using value_type = T;
+  CachingAllocator() = default;
+  template <class U>
+  CachingAllocator(const CachingAllocator<U>&) noexcept {}
+  T* allocate(size_t n) { return static_cast<T*>(detail::cache_alloc(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) noexcept { detail::cache_free(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const CachingAllocator<U>&) const noexcept { return true; }
+  template <class U>
+  bool operator!=(const CachingAllocator<U>&) const noexcept { return false; }
+};
+
 // std::vector whose resize() leaves new elements uninitialised (default-init, not value-init):
 // for buffers every element of which is written before it is read.
-template <class T, class A = std::allocator<T>>
+template <class T, class A = CachingAllocator<T>>
 struct UninitAllocator : A {
   template <class U>
   struct rebind {
@@ -86,7 +112,7 @@ struct ReuseState {
   Order order = Order::HWC;
   Scope scope = Scope::Batch;
   int64_t nblocks = 0;
-  std::vector<int32_t> ids;                    // (nblocks, N): cluster of row n in block j
+  UninitVector<int32_t> ids;                   // (nblocks, N): cluster of row n in block j
   std::vector<std::vector<int32_t>> counts;    // block j: (nc_j) members per cluster
   std::vector<UninitVector<T>> centroids;      // block j: (nc_j, L_j) cluster means
   std::vector<T> Wm;                           // (K, M) weights, rows in `order`
