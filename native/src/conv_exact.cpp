@@ -2,7 +2,7 @@
 // thread gathers a tile of rows (cache-sized) from a padded NHWC copy of x, multiplies it by the
 // weights and writes NCHW output. Backward: per-thread dW partials (reduced in a fixed order,
 // so results are deterministic for a thread count) and col2im by scatter-add into the padded dx
-// of the thread's own images (no races, no atomics).
+// of the thread's own images (no races, no atomics), each image unpadded to NCHW once complete.
 //
 //   x (B, C, H, W) -> xp (B, Hp, Wp, C);  tile (R, K) rows (b, oh, ow), K = (kh, kw, C)
 //   Wm (K, M) = w (M, C, kh, kw) permuted;  y tile (R, M) = tile . Wm  -> y (B, M, OH, OW)
@@ -95,7 +95,6 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
       dpadded.resize(lay.size());
       dxp = dpadded.data();
     }
-    std::memset(dxp, 0, sizeof(T) * lay.size());
   }
   std::vector<T> Wm(K * M);
   detail::weights_to_matrix(g, Order::HWC, w, Wm.data());
@@ -116,6 +115,7 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
 #pragma omp for schedule(static)
 #endif
     for (int64_t bimg = 0; bimg < g.B; ++bimg) {
+      if (dx) std::memset(dxp + bimg * lay.sB, 0, sizeof(T) * lay.sB);  // this image's padded dX
       for (int64_t p0 = 0; p0 < P; p0 += R) {
         const int64_t len = std::min(R, P - p0), n0 = bimg * P + p0;
         detail::load_rows_nchw(g, n0, len, dy, rows.data());
@@ -131,6 +131,7 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
                                      col.data() + r * K);
         }
       }
+      if (dx && dxp != dx) detail::unpad_image(g, lay, bimg, dxp, dx);  // complete: unpad it while in cache
     }
   }
   if (dw) {
@@ -140,7 +141,6 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
     }
     detail::matrix_to_weights(g, Order::HWC, dW_parts.data(), dw);
   }
-  if (dx && dxp != dx) detail::unpad_output(g, lay, dxp, dx);
 }
 
 template void conv2d_forward_exact<float>(const ConvGeom&, const float*, const float*, const float*, float*);

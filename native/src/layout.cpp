@@ -137,14 +137,6 @@ void unpad_image(const ConvGeom& g, const Layout& l, int64_t b, const T* dxp, T*
 }
 
 template <class T>
-void unpad_output(const ConvGeom& g, const Layout& l, const T* dxp, T* dx) {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads_for(g.B)) schedule(static)
-#endif
-  for (int64_t b = 0; b < g.B; ++b) unpad_image(g, l, b, dxp, dx);
-}
-
-template <class T>
 void store_rows_nchw(const ConvGeom& g, int64_t n0, int64_t R, const T* rows, const T* bias, T* y) {
   const int64_t P = g.P(), M = g.M;
   int64_t n = n0;
@@ -179,7 +171,6 @@ void load_rows_nchw(const ConvGeom& g, int64_t n0, int64_t R, const T* dy, T* ro
 
 #define PYADR_INSTANTIATE(T)                                                                    \
   template void pad_input<T>(const ConvGeom&, const Layout&, const T*, T*);                   \
-  template void unpad_output<T>(const ConvGeom&, const Layout&, const T*, T*);                \
   template void unpad_image<T>(const ConvGeom&, const Layout&, int64_t, const T*, T*);        \
   template void store_rows_nchw<T>(const ConvGeom&, int64_t, int64_t, const T*, const T*, T*); \
   template void load_rows_nchw<T>(const ConvGeom&, int64_t, int64_t, const T*, T*);

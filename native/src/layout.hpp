@@ -55,10 +55,7 @@ const T* padded_input(const ConvGeom& g, const Layout& l, const T* x, Buffer<T>&
   pad_input(g, l, x, buf.data());
   return buf.data();
 }
-// dx <- interior of dxp (the adjoint of pad_input): dx is NCHW (B, C, H, W).
-template <class T>
-void unpad_output(const ConvGeom& g, const Layout& l, const T* dxp, T* dx);
-// The same for image b alone.
+// Image b of dx <- the interior of image b of dxp (the adjoint of pad_input): dx is NCHW (B, C, H, W).
 template <class T>
 void unpad_image(const ConvGeom& g, const Layout& l, int64_t b, const T* dxp, T* dx);
 
