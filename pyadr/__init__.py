@@ -9,8 +9,8 @@ Layers (dependencies point down):
 
 `import pyadr` is cheap: it neither loads SciPy nor CuPy nor compiles anything.
 """
-from ._api import (conv2d_backward, conv2d_forward, get_num_threads, linear_backward, linear_forward,
-                   set_num_threads)
+from ._api import (conv2d_backward, conv2d_forward, empty_cache, get_num_threads, linear_backward,
+                   linear_forward, set_num_threads)
 from ._config import ReuseConfig
 from ._context import Conv2dContext, ReuseStats
 from ._info import set_gemm_provider, show_config
@@ -20,5 +20,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ReuseConfig", "ReuseStats", "Conv2dContext", "conv2d_forward", "conv2d_backward",
     "linear_forward", "linear_backward", "set_num_threads", "get_num_threads", "show_config",
-    "set_gemm_provider", "__version__",
+    "set_gemm_provider", "empty_cache", "__version__",
 ]

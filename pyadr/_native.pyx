@@ -19,6 +19,8 @@ cdef extern from "pyadr/core.hpp" namespace "pyadr":
     const char* simd_level()
     const char* version()
     cbool blas_available()
+    size_t cached_bytes()
+    void release_cached()
 
 
 cdef extern from "_native_shim.hpp" namespace "pyadr_shim":
@@ -245,6 +247,14 @@ def set_threads(int n):
 
 def get_threads():
     return num_threads()
+
+
+def cache_bytes():
+    return cached_bytes()
+
+
+def empty_cache():
+    release_cached()
 
 
 def set_blas(uintptr_t sgemm_addr, uintptr_t dgemm_addr):

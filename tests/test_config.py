@@ -38,6 +38,30 @@ def test_show_config_keys():
         assert k in text
 
 
+def test_block_cache_recycles_and_empties(rng):
+    # A reuse call frees blocks of >= 256 KiB; they wait in the cache (default cap 256 MB) until
+    # empty_cache(), and a call served from recycled blocks computes the same result.
+    if os.environ.get("PYADR_CACHE_MB") == "0":
+        pytest.skip("cache turned off by PYADR_CACHE_MB=0")
+    x = rng.standard_normal((16, 32, 32, 32)).astype(np.float32)    # padded copy: 2.4 MB
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    cfg = pyadr.ReuseConfig(L=32, H=10, seed=1)
+    pyadr.empty_cache()
+    y1, ctx1 = pyadr.conv2d_forward(x, w, None, padding=1, reuse=cfg)
+    dx1, dw1, _ = pyadr.conv2d_backward(np.ones_like(y1), ctx1)
+    assert "block cache" in pyadr.show_config(file=io.StringIO())
+    held = pyadr.empty_cache()
+    assert held > 0
+    assert pyadr.empty_cache() == 0
+    y2, ctx2 = pyadr.conv2d_forward(x, w, None, padding=1, reuse=cfg)   # fresh blocks
+    y3, ctx3 = pyadr.conv2d_forward(x, w, None, padding=1, reuse=cfg)   # recycled blocks
+    dx3, dw3, _ = pyadr.conv2d_backward(np.ones_like(y3), ctx3)
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(y1, y3)
+    np.testing.assert_array_equal(dx1, dx3)
+    np.testing.assert_array_equal(dw1, dw3)
+
+
 def test_num_threads_roundtrip(restore_threads):
     pyadr.set_num_threads(1)
     assert pyadr.get_num_threads() == 1
