@@ -6,6 +6,7 @@
 //
 //   x (B, C, H, W) -> xp (B, Hp, Wp, C);  tile (R, K) rows (b, oh, ow), K = (kh, kw, C)
 //   Wm (K, M) = w (M, C, kh, kw) permuted;  y tile (R, M) = tile . Wm  -> y (B, M, OH, OW)
+//   backward per tile: dW^T (M, K) += dy rows^T . tile;  dx tile (R, K) = dy rows . Wm^T -> col2im
 #include <algorithm>
 
 #include "conv_common.hpp"
@@ -122,7 +123,9 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
         if (dw) {
           for (int64_t r = 0; r < len; ++r)
             detail::gather_runs(xp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(), col.data() + r * K);
-          gemm<T>(true, false, K, M, len, T(1), col.data(), K, rows.data(), M, T(1), dWt, M);
+          // dW^T (M, K) += rows^T (M, len) . col (len, K): col is packed as B (vector copies), not
+          // transposed into MR-row panels as the A of dW = col^T . rows would be.
+          gemm<T>(true, false, M, K, len, T(1), rows.data(), M, col.data(), K, T(1), dWt, K);
         }
         if (dx) {
           detail::gemm_packed<T>(false, len, T(1), rows.data(), M, *WTp, T(0), col.data(), K);
@@ -139,7 +142,10 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
       const T* part = dW_parts.data() + static_cast<size_t>(t) * K * M;
       for (int64_t i = 0; i < K * M; ++i) dW_parts[i] += part[i];
     }
-    detail::matrix_to_weights(g, Order::HWC, dW_parts.data(), dw);
+    std::vector<T> dWm(static_cast<size_t>(K) * M);  // (K, M) from (M, K)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t m = 0; m < M; ++m) dWm[k * M + m] = dW_parts[m * K + k];
+    detail::matrix_to_weights(g, Order::HWC, dWm.data(), dw);
   }
 }
 

@@ -90,17 +90,23 @@ PYADR_INLINE void micro_kernel(int64_t kc, const T* PYADR_RESTRICT A, int64_t ld
   }
 }
 
+// Rows of at most this many bytes are read in place by the kernels (B's rows, transposed A's):
+// conv layers' M output channels or L-long sub-vectors. Wider ones are packed.
+constexpr int64_t kInPlaceRow = 512;
+
 // Rows [i0, i1) of one (pc, jc) block: each MR-row panel against every NR panel of B. A panel
-// with fewer than MR rows, or of a transposed A, is copied (zero-padded) into a (kc x MR) buffer.
+// with fewer than MR rows, or of a wide transposed A, is copied (zero-padded) into a (kc x MR) buffer.
 template <class T, int MR, int NRV, int VL>
 PYADR_INLINE void row_panels(const PanelArgs<T>& a) {
   constexpr int NR = NRV * VL;
+  // A transposed A is packed when its rows are wide (its MR values per p sit one lda apart: a
+  // TLB miss each); narrow ones (the reuse weight gradient's centroids) are read in place.
+  const bool wide_transA = a.transA && a.lda * int64_t(sizeof(T)) > kInPlaceRow;
   for (int64_t i = a.i0; i < a.i1; i += MR) {
     const int64_t mr = std::min<int64_t>(MR, a.i1 - i);
     alignas(64) T edge[KC * MR];
     const T* Ai = a.transA ? a.A + i : a.A + i * a.lda;
-    // Transposed A is packed (its MR values per p sit one lda apart: a TLB miss each).
-    const bool packed = mr < MR || a.transA;
+    const bool packed = mr < MR || wide_transA;
     if (packed) {
       if (a.transA) {
         for (int64_t p = 0; p < a.kc; ++p)
@@ -116,6 +122,8 @@ PYADR_INLINE void row_panels(const PanelArgs<T>& a) {
       T* Cij = a.C + i * a.ldc + j;
       if (packed)
         micro_kernel<T, MR, NRV, VL, true>(a.kc, edge, MR, Bj, a.brow, Cij, a.ldc, a.alpha, a.beta, mr, nr);
+      else if (a.transA)
+        micro_kernel<T, MR, NRV, VL, true>(a.kc, Ai, a.lda, Bj, a.brow, Cij, a.ldc, a.alpha, a.beta, mr, nr);
       else
         micro_kernel<T, MR, NRV, VL, false>(a.kc, Ai, a.lda, Bj, a.brow, Cij, a.ldc, a.alpha, a.beta, mr, nr);
     }
@@ -264,7 +272,6 @@ void gemm_builtin(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, co
   // A narrow row-major B (n a multiple of NR, rows of at most kInPlaceRow bytes: conv layers'
   // M output channels) is read in place: its rows are already NR-wide panels side by side, and
   // packing it (the whole of Gamma in the reuse weight gradient) would cost a full copy.
-  constexpr int64_t kInPlaceRow = 512;
   if (!tb && n % ker.NR == 0 && ldb * int64_t(sizeof(T)) <= kInPlaceRow) {
     run_blocks(ker, ta, m, n, k, alpha, A, lda, beta, C, ldc, [&](int64_t jc, int64_t pc, int64_t, int64_t) {
       return PanelB<T>{B + pc * ldb + jc, ker.NR, ldb};
