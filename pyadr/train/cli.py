@@ -38,7 +38,8 @@ def _add_train_flags(p):
     g.add_argument("--epochs", type=float, default=S, help="default 2 (fractions allowed)")
     g.add_argument("--batch-size", dest="batch_size", type=int, default=S, help="default 128")
     g.add_argument("--lr", type=float, default=S, help="default 0.05")
-    g.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES, default=S, help="default constant")
+    g.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES, default=S,
+                   help="default cosine (to 0 over the run)")
     g.add_argument("--momentum", type=float, default=S, help="default 0.9")
     g.add_argument("--nesterov", action="store_true", default=S)
     g.add_argument("--weight-decay", dest="weight_decay", type=float, default=S, help="default 0")

@@ -2,7 +2,8 @@
 
 Precedence when resolving: built-in defaults < --config FILE (JSON with the same keys) < flags.
 The defaults train CifarNet on Fashion-MNIST for 2 epochs with batch 128, SGD lr 0.05,
-momentum 0.9 (89.6 % in PyTorch with the same recipe).
+momentum 0.9 and a cosine learning rate over the run: 90.06/90.75/89.88 % for seeds 0/1/2, against
+88.82/88.85/87.76 % with a constant rate (PyTorch with the constant rate: 89.6 %).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     nesterov: bool = False
-    lr_schedule: str = "constant"
+    lr_schedule: str = "cosine"
     lr_milestones: Optional[List[float]] = None     # epochs, for lr_schedule = "step"
     lr_gamma: float = 0.1
     seed: int = 0
