@@ -296,12 +296,16 @@ def time_layer(name, x, w, b, stride, padding, repeats, torch=None, file=sys.std
     cands = [_Pyadr("pyadr exact", x, w, b, stride, padding, None)]
     if torch is not None:
         cands.append(_Torch(torch, x, w, b, stride, padding))
-    notes = []
+    notes, seen = [], set()
     for label, kw_ in REUSE_POINTS:
         cfg, clamped = reuse_config(K, **dict(kw_))
         if clamped:
             label = label.replace(f"L={kw_['L']}", f"L={cfg.L}")
+        if label in seen:           # clamping made it another point's twin (conv1: L=64 -> 25)
+            continue
+        if clamped:
             notes.append(f"{label}: L clamped to K={K}")
+        seen.add(label)
         cands.append(_Pyadr(label, x, w, b, stride, padding, cfg))
 
     dy = np.random.default_rng(7).standard_normal(
