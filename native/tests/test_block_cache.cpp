@@ -7,16 +7,8 @@
 #include <cstring>
 #include <vector>
 
+#include "check.hpp"
 #include "pyadr/core.hpp"
-
-static int failures = 0;
-#define CHECK(c)                                                                 \
-  do {                                                                           \
-    if (!(c)) {                                                                  \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); \
-      ++failures;                                                                \
-    }                                                                            \
-  } while (0)
 
 using pyadr::detail::cache_alloc;
 using pyadr::detail::cache_free;
@@ -70,10 +62,5 @@ int main() {
 
   pyadr::release_cached();
   CHECK(pyadr::cached_bytes() == 0);
-  if (failures) {
-    std::fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  std::printf("block cache: all checks passed\n");
-  return 0;
+  return check_report("test_block_cache");
 }

@@ -6,18 +6,11 @@
 #include <random>
 #include <vector>
 
+#include "check.hpp"
 #include "pyadr/core.hpp"
 #include "pyadr/reuse_cache.h"
 #include "pyadr/reuse_cache.hpp"
 
-static int failures = 0;
-#define CHECK(c)                                                            \
-  do {                                                                      \
-    if (!(c)) {                                                             \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); \
-      ++failures;                                                           \
-    }                                                                       \
-  } while (0)
 
 static double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
   double m = 0;
@@ -107,10 +100,5 @@ int main() {
     CHECK(c == nullptr);
     std::printf("  (%s)\n", pyadr_last_error());
   }
-  if (failures) {
-    std::fprintf(stderr, "%d failure(s)\n", failures);
-    return 1;
-  }
-  std::printf("test_reuse_cache: ok\n");
-  return 0;
+  return check_report("test_reuse_cache");
 }
