@@ -42,8 +42,8 @@ def show_config(file=None) -> dict:
         "threads": nat.get_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "simd": info["simd"],
-        "block cache": f"{nat.cache_bytes() / 2**20:.1f} MB held (cap: PYADR_CACHE_MB="
-                       f"{os.environ.get('PYADR_CACHE_MB', '256')})",
+        "block cache": f"{nat.cache_bytes() / 2**20:.1f} MB held, cap {nat.cache_limit() / 2**20:.0f} MB"
+                       " (PYADR_CACHE_MB)",
         "gpu": _gpu_status(),
     }
     width = max(len(k) for k in cfg)

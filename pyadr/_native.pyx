@@ -20,6 +20,7 @@ cdef extern from "pyadr/core.hpp" namespace "pyadr":
     const char* version()
     cbool blas_available()
     size_t cached_bytes()
+    size_t cache_cap()
     void release_cached()
 
 
@@ -251,6 +252,10 @@ def get_threads():
 
 def cache_bytes():
     return cached_bytes()
+
+
+def cache_limit():
+    return cache_cap()
 
 
 def empty_cache():

@@ -6,8 +6,9 @@
 // instead kept here when freed and handed to the next request of the same size class. Classes are
 // 2^k * (1 + i/8), so a block freed by one call fits the next call's slightly different request
 // (cluster counts vary from batch to batch) at a cost of at most 1/8 unused. At most the cap
-// (PYADR_CACHE_MB, default 256; 0 turns the cache off) waits here; the oldest blocks go back to the
-// OS first. Blocks are 64-byte aligned and uninitialised, fresh or recycled.
+// (environment PYADR_CACHE_MB, else the build's PYADR_DEFAULT_CACHE_MB, 256 unless CMake's
+// -DPYADR_CACHE_MB says otherwise; 0 turns the cache off) waits here; the oldest blocks go back
+// to the OS first. Blocks are 64-byte aligned and uninitialised, fresh or recycled.
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -19,6 +20,9 @@ namespace pyadr {
 namespace {
 
 constexpr size_t kMinBytes = size_t(256) << 10;
+#ifndef PYADR_DEFAULT_CACHE_MB
+#define PYADR_DEFAULT_CACHE_MB 256
+#endif
 
 struct Cached {
   size_t bytes;
@@ -34,7 +38,7 @@ struct BlockCache {
   size_t cap;
 
   BlockCache() {
-    cap = size_t(256) << 20;
+    cap = size_t(PYADR_DEFAULT_CACHE_MB) << 20;
     if (const char* env = std::getenv("PYADR_CACHE_MB")) {
       char* end = nullptr;
       const long long mb = std::strtoll(env, &end, 10);
@@ -139,6 +143,8 @@ size_t cached_bytes() {
   std::lock_guard<std::mutex> lock(c.mu);
   return c.held;
 }
+
+size_t cache_cap() { return cache().cap; }
 
 void release_cached() { cache().release(); }
 

@@ -18,6 +18,7 @@ int main() {
   const size_t MB = size_t(1) << 20;
   pyadr::release_cached();
   CHECK(pyadr::cached_bytes() == 0);
+  CHECK(pyadr::cache_cap() == 4 * MB);
 
   // Recycled: same class (1 MiB - 100 rounds up to the 1 MiB class), 64-byte aligned.
   void* p = cache_alloc(MB);

@@ -66,6 +66,7 @@ void* cache_alloc(size_t bytes);               // throws std::bad_alloc
 void cache_free(void* p, size_t bytes) noexcept;
 }  // namespace detail
 size_t cached_bytes();  // bytes now waiting in the cache
+size_t cache_cap();     // the most it keeps (PYADR_CACHE_MB)
 void release_cached();  // gives them back to the OS
 
 template <class T>
