@@ -4,9 +4,6 @@ namespace pyadr {
 namespace detail {
 namespace {
 
-// Rows r < R given by `row(r)`. Ids are numbered by first occurrence in row order and the ids
-// below `next` are already in the table, so the row whose id equals next is its cluster's first
-// member: copied, not added (the table needs no zero-fill). Returns the next new id.
 // dst[0:width] = src[0:width] with 32-byte vector moves: a loop the compiler would otherwise turn
 // into a memmove call, which costs more than the copy for rows this short.
 template <class T>
@@ -22,6 +19,9 @@ PYADR_INLINE void copy_row(T* PYADR_RESTRICT dst, const T* PYADR_RESTRICT src, i
   for (; i < width; ++i) dst[i] = src[i];
 }
 
+// Rows r < R given by `row(r)`. Ids are numbered by first occurrence in row order and the ids
+// below `next` are already in the table, so the row whose id equals next is its cluster's first
+// member: copied, not added (the table needs no zero-fill). Returns the next new id.
 template <class T, class Row>
 PYADR_INLINE int32_t scatter_first_impl(T* PYADR_RESTRICT table, const int32_t* ids, Row row, int64_t R,
                                         int64_t width, int32_t next) {
@@ -108,6 +108,21 @@ PYADR_INLINE void add_block_runs_impl(T* base, const BlockRun* runs, size_t nrun
   }
 }
 
+template <class T>
+PYADR_INLINE void scale_rows_impl(T* PYADR_RESTRICT rows, const int32_t* counts, int64_t n, int64_t width) {
+  for (int64_t c = 0; c < n; ++c) {
+    const T inv = T(1) / static_cast<T>(counts[c]);
+    T* PYADR_RESTRICT row = rows + c * width;
+    for (int64_t i = 0; i < width; ++i) row[i] *= inv;
+  }
+}
+PYADR_CLONES void scale_rows_f32(float* rows, const int32_t* counts, int64_t n, int64_t w) {
+  scale_rows_impl(rows, counts, n, w);
+}
+PYADR_CLONES void scale_rows_f64(double* rows, const int32_t* counts, int64_t n, int64_t w) {
+  scale_rows_impl(rows, counts, n, w);
+}
+
 PYADR_CLONES void add_block_runs_f32(float* b, const BlockRun* r, size_t n, const float* const* t, const int32_t* ids,
                                      int64_t s) {
   add_block_runs_impl(b, r, n, t, ids, s);
@@ -142,21 +157,6 @@ PYADR_CLONES int32_t scatter_first_f32(float* t, const int32_t* ids, const float
                                        int32_t next) {
   return scatter_first_impl(t, ids, [rows, w](int64_t r) { return rows + r * w; }, R, w, next);
 }
-template <class T>
-PYADR_INLINE void scale_rows_impl(T* PYADR_RESTRICT rows, const int32_t* counts, int64_t n, int64_t width) {
-  for (int64_t c = 0; c < n; ++c) {
-    const T inv = T(1) / static_cast<T>(counts[c]);
-    T* PYADR_RESTRICT row = rows + c * width;
-    for (int64_t i = 0; i < width; ++i) row[i] *= inv;
-  }
-}
-PYADR_CLONES void scale_rows_f32(float* rows, const int32_t* counts, int64_t n, int64_t w) {
-  scale_rows_impl(rows, counts, n, w);
-}
-PYADR_CLONES void scale_rows_f64(double* rows, const int32_t* counts, int64_t n, int64_t w) {
-  scale_rows_impl(rows, counts, n, w);
-}
-
 PYADR_CLONES int32_t scatter_first_f64(double* t, const int32_t* ids, const double* rows, int64_t R, int64_t w,
                                        int32_t next) {
   return scatter_first_impl(t, ids, [rows, w](int64_t r) { return rows + r * w; }, R, w, next);
