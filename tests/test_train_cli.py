@@ -107,3 +107,23 @@ def test_profile_bad_layer(capsys):
     from pyadr.__main__ import main
     assert main(["profile", "--dataset", "synthetic", "--steps", "1", "--reuse-layers", "conv9"]) == 2
     assert "conv9" in capsys.readouterr().err
+
+
+def test_profile_a_checkpoint(tmp_path, capsys):
+    """--checkpoint times the checkpoint's model (here 'tiny') with its weights, and reports rc."""
+    from pyadr.__main__ import main
+    out = str(tmp_path / "run")
+    assert cli.main(["train", *SMALL, "--epochs", "1", "--out", out, "--stop-after-steps", "3"]) == 0
+    capsys.readouterr()
+    assert main(["profile", "--checkpoint", os.path.join(out, "last.npz"), "--batch-size", "8", "--steps", "1",
+                 "--threads", "1", "--L", "4", "--H", "6", "--hash", "sign", "--no-torch"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("tiny on synthetic (weights of ") and "reuse column's mean rc: conv2 " in text
+    rc = float(text.split("mean rc: conv2 ")[1].split()[0])
+    assert 0 < rc <= 1
+
+
+def test_profile_missing_checkpoint(capsys):
+    from pyadr.__main__ import main
+    assert main(["profile", "--checkpoint", "/nonexistent/last.npz", "--steps", "1"]) == 2
+    assert "/nonexistent/last.npz" in capsys.readouterr().err

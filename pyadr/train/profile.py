@@ -8,6 +8,11 @@ per-step sums are printed side by side, with each part's share of the step.
 
     pyadr profile --model cifarnet --dataset fashion-mnist --steps 20 --threads 2
     pyadr profile --L 64 --H 12 --hash l2          # the reuse column's rung
+    pyadr profile --checkpoint runs/ad/last.npz    # a trained model: its rc is what training sees
+
+The remaining ratio rc depends on the weights: conv1 of a trained CifarNet gives conv2 more
+varied inputs than a freshly initialised one, so reuse groups less there and a step costs more.
+`--checkpoint` times the checkpoint's model and weights (both columns), as training sees them.
 
 When PyTorch is installed (never a dependency) the same model with the same weights
 (`torch_twin`) is timed on the same batches and threads, for a side-by-side step time.
@@ -51,9 +56,12 @@ def _instrument(model, times):
             setattr(mod, attr, timed)
 
 
-def profile_steps(model, loader, optimizer, steps, warmup=2):
-    """[{category: seconds}] for `steps` training steps after `warmup` untimed ones."""
+def profile_steps(model, loader, optimizer, steps, warmup=2, rcs=None):
+    """[{category: seconds}] for `steps` training steps after `warmup` untimed ones. When `rcs`
+    is a dict, it receives {layer: [rc of each timed step]} of the layers that reuse."""
     from ..nn import softmax_cross_entropy
+    from .models import engine_layers
+    reusing = [(n, l) for n, l in engine_layers(model) if l.reuse is not None]
     order = loader.order(0)
     per_step = []
     times = dict.fromkeys(CATEGORIES, 0.0)
@@ -75,6 +83,9 @@ def profile_steps(model, loader, optimizer, steps, warmup=2):
         times["optimizer"] += time.perf_counter() - t
         if s >= warmup:
             per_step.append(dict(times))
+            if rcs is not None:
+                for name, layer in reusing:
+                    rcs.setdefault(name, []).append(layer.last_rc)
     return per_step
 
 
@@ -118,6 +129,8 @@ def _parser():
     p.add_argument("--reuse-layers", default=None,
                    help="comma list of layers for the reuse column (default: every conv but the first)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", default=None,
+                   help="time this checkpoint's model and weights (default: a new model, --model, --seed)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch step (timed when torch is installed)")
     return p
 
@@ -135,16 +148,31 @@ def main(argv=None, file=None) -> int:
     from .reuse_schedule import Rung
 
     pyadr.set_num_threads(a.threads)
+    spec, state = None, None
     try:
+        if a.checkpoint is not None:
+            from .checkpoint import load_checkpoint
+            meta, state, _ = load_checkpoint(a.checkpoint)
+            spec = meta["model_spec"]
+            a.model, a.dataset = spec["name"], meta["config"]["dataset"]
+            a.data_dir = a.data_dir or meta["config"].get("data_dir")
         data = load_dataset(a.dataset, a.data_dir)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         print(f"pyadr profile: {exc}", file=sys.stderr)
         return 2
+
+    def new_model():
+        if spec is None:
+            return build_model(a.model, data.image_shape, data.num_classes, 1.0, a.seed)
+        model = build_model(spec["name"], spec["in_shape"], spec["num_classes"], spec["width"])
+        model.load_state_dict(state)
+        return model
+
     loader = BatchLoader(data.train_images, data.train_labels, a.batch_size, data.mean, data.std,
                          seed=a.seed, prefetch=0)
-    columns = {}
+    columns, rc_line = {}, None
     for label in ("exact", "reuse"):
-        model = build_model(a.model, data.image_shape, data.num_classes, 1.0, a.seed)
+        model = new_model()
         layers = dict(engine_layers(model))
         if label == "reuse":
             names = a.reuse_layers.split(",") if a.reuse_layers else [n for n in layers if n.startswith("conv")][1:]
@@ -155,10 +183,14 @@ def main(argv=None, file=None) -> int:
                 layers[name].reuse = Rung(a.L, a.H, a.hash).config(layers[name].K, seed=pos)
             label = f"reuse {a.hash} L={a.L} H={a.H} on {','.join(names)}"
         opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
-        steps = profile_steps(model, loader, opt, a.steps)
+        rcs = {}
+        steps = profile_steps(model, loader, opt, a.steps, rcs=rcs)
+        if rcs:
+            rc_line = "reuse column's mean rc: " + ", ".join(f"{n} {np.mean(v):.3f}" for n, v in rcs.items())
         columns[label] = {k: float(np.median([s[k] for s in steps])) for k in CATEGORIES}
         columns[label]["step"] = float(np.median([sum(s.values()) for s in steps]))
-    print(f"{a.model} on {a.dataset}, batch {a.batch_size}, {a.threads} threads; medians over {a.steps} steps "
+    weights = f"weights of {a.checkpoint}" if spec is not None else f"new weights (seed {a.seed})"
+    print(f"{a.model} on {a.dataset} ({weights}), batch {a.batch_size}, {a.threads} threads; medians over {a.steps} steps "
           f"(ms, share of the step)", file=out)
     labels = list(columns)
     print(f"{'part':14s}" + "".join(f"{l[:38]:>40s}" for l in labels), file=out)
@@ -168,9 +200,10 @@ def main(argv=None, file=None) -> int:
         print(f"{k:14s}{cells}", file=out)
     e, r = (columns[l]["step"] for l in labels)
     print(f"reuse step / exact step: {r / e:.2f}", file=out)
+    if rc_line:
+        print(rc_line, file=out)
     if not a.no_torch:
-        times = torch_step_times(build_model(a.model, data.image_shape, data.num_classes, 1.0, a.seed),
-                                 loader, a.threads, a.steps)
+        times = torch_step_times(new_model(), loader, a.threads, a.steps)
         if times is None:
             print("PyTorch step: torch is not installed (not a dependency; skipped)", file=out)
         else:
