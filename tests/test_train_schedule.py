@@ -121,3 +121,22 @@ def test_ladder_milestones_and_state_round_trip(model_and_probes):
         parse_ladder([{"epoch": 1, "L": 4, "H": 3}, {"epoch": 0.5, "exact": True}])
     with pytest.raises(ValueError, match="strategy"):
         ReuseSchedule("sometimes")
+
+
+def test_adaptive_skips_rungs_that_no_longer_pay(model_and_probes, monkeypatch):
+    """rc measured when a layer advances decides whether the next rung still pays: here the setup
+    probe sees rc 0.05 for both rungs and the later one 0.95, so the plateau goes straight to exact."""
+    model, probes = model_and_probes
+    measured = iter([0.05, 0.05, 0.95])
+    monkeypatch.setattr(ReuseSchedule, "_measure_rc", staticmethod(lambda *a: next(measured)))
+    sched = ReuseSchedule("adaptive", rungs=[Rung(4, 2), Rung(4, 6)], plateau_window=3, plateau_eps=0.05,
+                          check_every=0, exact_tail=0.0, min_dwell=0.0, min_speedup=1.2)
+    sched.setup(model, probes, 10, 100)
+    assert sched.label("conv2") == "sign L4 H2"
+    events = []
+    for step in range(6):
+        events += sched.after_step(step, 1.0, model, probes)
+    assert [e["to"] for e in events] == ["exact"] and model[3].reuse is None
+    assert "skipped" in events[0]["reason"] and "sign L4 H6: rc 0.950 now" in events[0]["reason"]
+    with pytest.raises(StopIteration):      # nothing measured after the layer went exact
+        next(measured)
