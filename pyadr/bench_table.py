@@ -251,12 +251,24 @@ def _reset_peak() -> bool:
         return False
 
 
-def _peak_delta_mb(fn):
+def _malloc_trim():
+    """Gives the heap's free memory back to the OS (glibc), so that RSS growth counts every page a
+    call touches: glibc raises its mmap threshold after large frees and keeps such blocks."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def peak_delta_mb(fn):
     """Runs fn(); returns (result, MB of RSS growth at its peak) or (result, None). The engine's
-    block cache is emptied first, so the figure is that of a call with nothing recycled."""
+    block cache is emptied and the heap trimmed first, so the figure is that of a call with
+    nothing recycled."""
     import pyadr
     gc.collect()
     pyadr.empty_cache()
+    _malloc_trim()
     before = _proc_kb("VmRSS")
     ok = before is not None and _reset_peak()
     res = fn()
@@ -319,7 +331,7 @@ def time_layer(name, x, w, b, stride, padding, repeats, torch=None, file=sys.std
             y = c.forward()
             g = c.backward(dy)
             return y, g, c.ctx
-        (y, g, ctx), drss = _peak_delta_mb(fb)
+        (y, g, ctx), drss = peak_delta_mb(fb)
         y, dx, dw = _to_numpy(y), _to_numpy(g[0]), _to_numpy(g[1])
         if ref is None:
             ref = (y.copy(), dx.copy(), dw.copy())

@@ -1,6 +1,7 @@
 """The command line: train / evaluate / plot / compare, and clear errors."""
 import json
 import os
+import sys
 
 import pytest
 
@@ -84,6 +85,9 @@ def test_profile_breakdown(capsys):
     for part in ("data", "conv", "pooling", "lrn", "linear", "loss", "optimizer", "step"):
         assert part in out
     assert "reuse sign L=8 H=6 on conv2" in out and "reuse step / exact step" in out
+    if sys.platform.startswith("linux"):      # peak RSS of one step, from /proc/self/status
+        peaks = [float(v) for v in next(l for l in out.splitlines() if l.startswith("peak memory")).split()[2:6:2]]
+        assert len(peaks) == 2 and all(p > 0 for p in peaks)
     rows = [l for l in out.splitlines() if l.split() and l.split()[0] in ("data", "conv", "pooling", "lrn", "linear",
                                                                             "relu", "batchnorm", "loss", "optimizer")
             or l.startswith("other layers")]

@@ -56,9 +56,12 @@ def _instrument(model, times):
             setattr(mod, attr, timed)
 
 
-def profile_steps(model, loader, optimizer, steps, warmup=2, rcs=None):
+def profile_steps(model, loader, optimizer, steps, warmup=2, rcs=None, peak=None):
     """[{category: seconds}] for `steps` training steps after `warmup` untimed ones. When `rcs`
-    is a dict, it receives {layer: [rc of each timed step]} of the layers that reuse."""
+    is a dict, it receives {layer: [rc of each timed step]} of the layers that reuse. When `peak`
+    is a list, one more (untimed) step is run with the engine's block cache emptied first, and
+    `peak` receives its peak RSS growth in MB (Linux; None elsewhere)."""
+    from ..bench_table import peak_delta_mb
     from ..nn import softmax_cross_entropy
     from .models import engine_layers
     reusing = [(n, l) for n, l in engine_layers(model) if l.reuse is not None]
@@ -67,7 +70,8 @@ def profile_steps(model, loader, optimizer, steps, warmup=2, rcs=None):
     times = dict.fromkeys(CATEGORIES, 0.0)
     _instrument(model, times)
     model.train()
-    for s in range(warmup + steps):
+
+    def step(s):
         for k in times:
             times[k] = 0.0
         t = time.perf_counter()
@@ -81,11 +85,16 @@ def profile_steps(model, loader, optimizer, steps, warmup=2, rcs=None):
         t = time.perf_counter()
         optimizer.step()
         times["optimizer"] += time.perf_counter() - t
+
+    for s in range(warmup + steps):
+        step(s)
         if s >= warmup:
             per_step.append(dict(times))
             if rcs is not None:
                 for name, layer in reusing:
                     rcs.setdefault(name, []).append(layer.last_rc)
+    if peak is not None:
+        peak.append(peak_delta_mb(lambda: step(warmup + steps))[1])
     return per_step
 
 
@@ -170,7 +179,7 @@ def main(argv=None, file=None) -> int:
 
     loader = BatchLoader(data.train_images, data.train_labels, a.batch_size, data.mean, data.std,
                          seed=a.seed, prefetch=0)
-    columns, rc_line = {}, None
+    columns, rc_line, peaks = {}, None, {}
     for label in ("exact", "reuse"):
         model = new_model()
         layers = dict(engine_layers(model))
@@ -183,8 +192,9 @@ def main(argv=None, file=None) -> int:
                 layers[name].reuse = Rung(a.L, a.H, a.hash).config(layers[name].K, seed=pos)
             label = f"reuse {a.hash} L={a.L} H={a.H} on {','.join(names)}"
         opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
-        rcs = {}
-        steps = profile_steps(model, loader, opt, a.steps, rcs=rcs)
+        rcs, peak = {}, []
+        steps = profile_steps(model, loader, opt, a.steps, rcs=rcs, peak=peak)
+        peaks[label] = peak[0]
         if rcs:
             rc_line = "reuse column's mean rc: " + ", ".join(f"{n} {np.mean(v):.3f}" for n, v in rcs.items())
         columns[label] = {k: float(np.median([s[k] for s in steps])) for k in CATEGORIES}
@@ -198,6 +208,9 @@ def main(argv=None, file=None) -> int:
         cells = "".join(f"{1e3 * columns[l][k]:>31.1f} ms {100 * columns[l][k] / columns[l]['step']:4.0f} %"
                         for l in labels)
         print(f"{k:14s}{cells}", file=out)
+    if all(v is not None for v in peaks.values()):
+        print(f"{'peak memory':14s}" + "".join(f"{peaks[l]:>31.1f} MB{'':7s}" for l in labels)
+              + "   (RSS growth during one step, block cache emptied first)", file=out)
     e, r = (columns[l]["step"] for l in labels)
     print(f"reuse step / exact step: {r / e:.2f}", file=out)
     if rc_line:
