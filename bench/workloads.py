@@ -4,7 +4,7 @@ The single source is `pyadr.bench_table` (also used by `python -m pyadr bench`),
 benchmarks and the user-facing table measure the same layers:
 
   layer("conv2") -> (x, w, b, stride, padding): CifarNet conv2, 64->64 5x5 pad 2, 14x14, batch 128,
-                   input maxpool2(relu(conv1(Fashion-MNIST images)))
+                   input maxpool3s2(relu(conv1(Fashion-MNIST images))): CifarNet's 3x3/2 pool
   layer("conv1") -> 1->64 5x5 pad 2 on the standardised 28x28 images, batch 128
   layer("vgg")   -> 64->128 3x3 pad 1, 32x32, batch 64, input relu(conv3x3(images padded to 32x32))
 
@@ -18,8 +18,8 @@ import os
 import numpy as np
 
 from pyadr.bench_table import (DEFAULT_BATCH, LAYER_DOC, LAYERS, REUSE_POINTS, data_available, data_dir,
-                               fashion_images, he_weights, import_torch, rel_err, reuse_config,
-                               synthetic_layer)
+                               fashion_images, he_weights, import_torch, maxpool3s2, rel_err,
+                               reuse_config, synthetic_layer)
 from pyadr.bench_table import layer as _layer
 
 __all__ = ["LAYERS", "LAYER_DOC", "DEFAULT_BATCH", "REUSE_POINTS", "available", "data_dir", "fashion_images",
@@ -43,14 +43,12 @@ def layer(name: str, batch=None):
 
 @functools.lru_cache(maxsize=None)
 def fc_layer(batch=None):
-    """CifarNet-style fully connected layer on real features: x (B, 3136) = flatten(maxpool2(relu(conv2))),
+    """CifarNet-style fully connected layer on real features: x (B, 3136) = flatten(maxpool3s2(relu(conv2))),
     w (384, 3136) He-normal. Returns (x, w, b)."""
     import pyadr
     x2, w2, b2, s, p = layer("conv2", batch)
     a = np.maximum(pyadr.conv2d_forward(x2, w2, b2, s, p)[0], 0)
-    B, C, H, W = a.shape
-    f = a.reshape(B, C, H // 2, 2, W // 2, 2).max(axis=(3, 5)).reshape(B, -1)
-    f = np.ascontiguousarray(f)
+    f = np.ascontiguousarray(maxpool3s2(a).reshape(a.shape[0], -1))
     rng = np.random.default_rng(5)
     w = (rng.standard_normal((384, f.shape[1])) * np.sqrt(2.0 / f.shape[1])).astype(np.float32)
     b = (rng.standard_normal(384) * 0.01).astype(np.float32)

@@ -35,7 +35,7 @@ LAYERS = ("conv2", "conv1", "vgg")
 DEFAULT_BATCH = {"conv1": 128, "conv2": 128, "vgg": 64}
 LAYER_DOC = {
     "conv1": "Fashion-MNIST images, 1->64 5x5 pad 2, 28x28",
-    "conv2": "CifarNet conv2 on maxpool(relu(conv1(images))), 64->64 5x5 pad 2, 14x14",
+    "conv2": "CifarNet conv2 on maxpool3x3/2(relu(conv1(images))), 64->64 5x5 pad 2, 14x14",
     "vgg": "VGG-style 64->128 3x3 pad 1, 32x32, on relu(conv3x3(images padded to 32x32))",
 }
 
@@ -77,10 +77,10 @@ def he_weights(M, C, kh, kw, seed):
     return w.astype(np.float32), b.astype(np.float32)
 
 
-def _maxpool2(x):
-    B, C, H, W = x.shape
-    x = x[:, :, :H // 2 * 2, :W // 2 * 2].reshape(B, C, H // 2, 2, W // 2, 2)
-    return np.ascontiguousarray(x.max(axis=(3, 5)))
+def maxpool3s2(x):
+    """CifarNet's max-pool: 3x3 windows, stride 2, padding 1 (28x28 -> 14x14), native kernel."""
+    from .nn.pooling import maxpool2d_forward
+    return maxpool2d_forward(np.ascontiguousarray(x), (3, 3), (2, 2), (1, 1), track=False)[0]
 
 
 @functools.lru_cache(maxsize=None)
@@ -88,7 +88,8 @@ def layer(name: str, batch=None):
     """(x, w, b, stride, padding) of a named real workload, float32 NCHW, read-only arrays.
 
     "conv1": standardised images, 1->64 5x5 pad 2 (28x28, batch 128).
-    "conv2": CifarNet conv2, 64->64 5x5 pad 2 (14x14, batch 128), input maxpool2(relu(conv1)).
+    "conv2": CifarNet conv2, 64->64 5x5 pad 2 (14x14, batch 128), input maxpool3s2(relu(conv1)),
+             the 3x3/2 max-pool (pad 1) of CifarNet.
     "vgg":   64->128 3x3 pad 1 (32x32, batch 64), input relu(conv3x3(images padded to 32x32)).
     The previous layers run with pyadr's exact convolution and fixed He weights.
     """
@@ -103,7 +104,7 @@ def layer(name: str, batch=None):
     elif name == "conv2":
         w1, b1 = he_weights(64, 1, 5, 5, seed=1)
         a = pyadr.conv2d_forward(img, w1, b1, 1, 2)[0]
-        x = _maxpool2(np.maximum(a, 0))
+        x = maxpool3s2(np.maximum(a, 0))
         w, b = he_weights(64, 64, 5, 5, seed=2)
         out = (x, w, b, 1, 2)
     else:
