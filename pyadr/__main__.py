@@ -1,6 +1,7 @@
 """Command line: `pyadr <command>` or `python -m pyadr <command>`.
 
-  train / compare / plot / evaluate   the standalone trainer (pyadr.train)
+  train / compare / summary / plot / evaluate
+                                      the standalone trainer (pyadr.train)
   bench                               kernel benchmark tables on real Fashion-MNIST activations
   profile                             where a training step's time goes (exact vs reuse)
   export                              trainer checkpoint -> binary weights for the edge build
@@ -14,6 +15,7 @@ import sys
 _COMMANDS = {
     "train": ("pyadr.train.cli", "main", True),
     "compare": ("pyadr.train.cli", "main", True),
+    "summary": ("pyadr.train.cli", "main", True),
     "plot": ("pyadr.train.cli", "main", True),
     "evaluate": ("pyadr.train.cli", "main", True),
     "bench": ("pyadr.bench_table", "main", False),

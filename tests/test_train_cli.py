@@ -131,3 +131,30 @@ def test_profile_missing_checkpoint(capsys):
     from pyadr.__main__ import main
     assert main(["profile", "--checkpoint", "/nonexistent/last.npz", "--steps", "1"]) == 2
     assert "/nonexistent/last.npz" in capsys.readouterr().err
+
+
+def test_summary_time_to_the_exact_runs_mean_accuracy(tmp_path, capsys):
+    """pyadr summary: target = mean final accuracy of the exact runs - 0.3 points; each run's first
+    time at or above it (written here by hand, so the expected times are known)."""
+    def run(name, reuse, seed, accs):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"reuse": reuse, "seed": seed, "threads": 2}))
+        with open(d / "metrics.jsonl", "w") as f:
+            for i, acc in enumerate(accs, start=1):
+                f.write(json.dumps({"kind": "epoch", "epoch": float(i), "wall_time": 10.0 * i,
+                                    "test_acc": acc}) + "\n")
+        return str(d)
+    dirs = [run("ex0", "exact", 0, [0.80, 0.90, 0.92]), run("ex1", "exact", 1, [0.85, 0.91, 0.918]),
+            run("ad0", "adaptive", 0, [0.70, 0.917, 0.919]), run("ad1", "adaptive", 1, [0.80, 0.85, 0.90])]
+    assert cli.main(["summary", *dirs]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "target accuracy 91.60 %"            # (92.0 + 91.8) / 2 - 0.3
+    to_target = {l.split()[0].rsplit("/", 1)[-1]: l.split()[6] for l in lines[3:]}
+    assert to_target == {"ex0": "30.0", "ex1": "30.0", "ad0": "20.0", "ad1": "-"}
+    assert cli.main(["summary", dirs[2], "--target", "0.95"]) == 0
+    assert capsys.readouterr().out.splitlines()[3].split()[6] == "-"
+    assert cli.main(["summary", dirs[2]]) == 2
+    assert "no exact run" in capsys.readouterr().err
+    assert cli.main(["summary", dirs[2], "--target", "92"]) == 2
+    assert "--target must be" in capsys.readouterr().err

@@ -87,6 +87,13 @@ def build_parser():
     _add_train_flags(p)
     p.add_argument("--target-drop", dest="target_drop", type=float, default=0.3,
                    help="target = exact final accuracy minus this many points (default 0.3)")
+    p = sub.add_parser("summary", help="time to a target accuracy over several runs (e.g. seeds)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--target", type=float, default=None,
+                   help="target test accuracy in [0, 1] (default: mean final accuracy of the exact "
+                        "runs given, minus --target-drop)")
+    p.add_argument("--target-drop", dest="target_drop", type=float, default=0.3,
+                   help="points below the exact runs' mean final accuracy (default 0.3)")
     p = sub.add_parser("plot", help="plot a run directory")
     p.add_argument("run_dir")
     p.add_argument("--output", default=None, help="PNG path (default RUN_DIR/run.png)")
@@ -133,6 +140,15 @@ def _cmd_compare(args):
         cfg.reuse = "adaptive"
     out = cfg.out or os.path.join("runs", f"compare-{cfg.model}-{cfg.dataset}-s{cfg.seed}")
     run_compare(cfg, out, target_drop=args.target_drop / 100.0)
+    return 0
+
+
+def _cmd_summary(args):
+    from .compare import format_runs, summarize_runs
+    if args.target is not None and not 0.0 < args.target <= 1.0:
+        raise ValueError(f"--target must be a test accuracy in (0, 1], got {args.target}")
+    rows, target = summarize_runs(args.run_dirs, args.target, args.target_drop / 100.0)
+    print(format_runs(rows, target))
     return 0
 
 
@@ -185,7 +201,8 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:          # argparse already printed the message
         return int(exc.code or 0)
-    commands = {"train": _cmd_train, "compare": _cmd_compare, "plot": _cmd_plot, "evaluate": _cmd_evaluate}
+    commands = {"train": _cmd_train, "compare": _cmd_compare, "summary": _cmd_summary, "plot": _cmd_plot,
+                "evaluate": _cmd_evaluate}
     try:
         return commands[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:

@@ -66,3 +66,54 @@ def run_compare(cfg, out_dir, log=print, target_drop=TARGET_DROP):
     except PlottingUnavailable as exc:
         log(str(exc))
     return rows
+
+
+def summarize_runs(run_dirs, target=None, target_drop=TARGET_DROP):
+    """Time to accuracy over several runs (e.g. seeds): (rows, target). The target is given, or
+    the mean final test accuracy of the exact runs among `run_dirs` minus `target_drop` (issue
+    #3's definition: "the exact runs' final test accuracy, mean of 3 seeds, minus 0.3 points")."""
+    import json
+    rows = []
+    for d in run_dirs:
+        records = read_records(d)
+        epochs = [r for r in records if r["kind"] == "epoch"]
+        if not epochs:
+            raise ValueError(f"{d} has no finished epoch in metrics.jsonl")
+        try:
+            with open(os.path.join(d, "config.json")) as f:
+                cfg = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{d}: cannot read config.json ({exc})") from exc
+        rows.append({"dir": d, "reuse": cfg.get("reuse", "?"), "seed": cfg.get("seed"),
+                     "threads": cfg.get("threads"), "test_acc": epochs[-1]["test_acc"],
+                     "wall_time": epochs[-1]["wall_time"], "epochs": epochs[-1]["epoch"], "records": records})
+    if target is None:
+        exact = [r["test_acc"] for r in rows if r["reuse"] == "exact"]
+        if not exact:
+            raise ValueError("no exact run among the run directories: give --target")
+        target = sum(exact) / len(exact) - target_drop
+    for r in rows:
+        r["time_to_target"] = time_to_accuracy(r["records"], target)
+        hit = [e for e in r["records"] if e["kind"] in ("eval", "epoch") and e.get("test_acc") is not None
+               and e["test_acc"] >= target]
+        r["epoch_to_target"] = min((e["epoch"] for e in hit), default=None)
+    return rows, target
+
+
+def format_runs(rows, target):
+    def fmt(v, spec):
+        width = int(spec.split(".")[0].rstrip("df") or 0)
+        return "-".rjust(width) if v is None else format(v, spec)
+    head = (f"{'run':40s} {'reuse':>9s} {'seed':>4s} {'thr':>3s} {'test acc':>9s} {'wall (s)':>9s} "
+            f"{'to target (s)':>14s} {'epoch':>6s} {'share of wall':>13s}")
+    lines = [f"target accuracy {100 * target:.2f} %", head, "-" * len(head)]
+    for r in rows:
+        share = r["time_to_target"] / r["wall_time"] if r["time_to_target"] is not None else None
+        name = os.path.normpath(r["dir"])
+        name = name if len(name) <= 40 else "..." + name[-37:]
+        lines.append(f"{name:40s} {r['reuse']:>9s} "
+                     f"{fmt(r['seed'], '4d')} {fmt(r['threads'], '3d')} {100 * r['test_acc']:8.2f}% "
+                     f"{r['wall_time']:9.1f} {fmt(r['time_to_target'], '14.1f')} "
+                     f"{fmt(r['epoch_to_target'], '6.2f')} {fmt(share, '13.2f')}")
+    return "\n".join(lines)
+
