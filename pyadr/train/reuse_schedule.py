@@ -20,8 +20,9 @@ Default rungs follow the measured anchors: starting coarse does damage a short b
 repair, while a ladder from fine (rc ~0.1, then ~0.2, exact for the last quarter) on CifarNet's
 conv2 kept accuracy (89.35 % vs 89.70 % exact). For a convolution with C >= 16 input channels the
 rungs are "l2" with L = C (each sub-vector is one input pixel's channels, hashed once per pixel by
-the engine): H = 8 then 12 (conv2 of CifarNet on Fashion-MNIST: rc 0.11 then 0.23, output error
-0.25 then 0.16, `pyadr bench`), since l2 needs far fewer hash bits than sign for the same rc and
+the engine): H = 12 then 16, and 20 for wide layers (conv2 of CifarNet on Fashion-MNIST: rc 0.23
+then 0.32 with new weights, 0.40 then 0.46 with trained ones; H = 12 has output error 0.17 where
+H = 8 has 0.27, `pyadr bench`), since l2 needs far fewer hash bits than sign for the same rc and
 error. Other layers keep sign rungs at L = min(25, K).
 """
 from __future__ import annotations
