@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 from .metrics import read_records
@@ -11,12 +12,18 @@ from .trainer import Trainer
 TARGET_DROP = 0.003     # target accuracy = exact final accuracy - 0.3 points
 
 
-def time_to_accuracy(records, target):
-    """Wall time of the first eval/epoch record with test_acc >= target, or None."""
+def first_at_target(records, target):
+    """The first (by wall time) eval/epoch record with test_acc >= target, or None."""
     for r in sorted((r for r in records if r["kind"] in ("eval", "epoch")), key=lambda r: r["wall_time"]):
         if r.get("test_acc") is not None and r["test_acc"] >= target:
-            return r["wall_time"]
+            return r
     return None
+
+
+def time_to_accuracy(records, target):
+    """Wall time of the first eval/epoch record with test_acc >= target, or None."""
+    r = first_at_target(records, target)
+    return None if r is None else r["wall_time"]
 
 
 def summarize(exact_dir, reuse_dir, target_drop=TARGET_DROP):
@@ -72,7 +79,6 @@ def summarize_runs(run_dirs, target=None, target_drop=TARGET_DROP):
     """Time to accuracy over several runs (e.g. seeds): (rows, target). The target is given, or
     the mean final test accuracy of the exact runs among `run_dirs` minus `target_drop` (issue
     #3's definition: "the exact runs' final test accuracy, mean of 3 seeds, minus 0.3 points")."""
-    import json
     rows = []
     for d in run_dirs:
         records = read_records(d)
@@ -86,17 +92,16 @@ def summarize_runs(run_dirs, target=None, target_drop=TARGET_DROP):
             raise ValueError(f"{d}: cannot read config.json ({exc})") from exc
         rows.append({"dir": d, "reuse": cfg.get("reuse", "?"), "seed": cfg.get("seed"),
                      "threads": cfg.get("threads"), "test_acc": epochs[-1]["test_acc"],
-                     "wall_time": epochs[-1]["wall_time"], "epochs": epochs[-1]["epoch"], "records": records})
+                     "wall_time": epochs[-1]["wall_time"], "records": records})
     if target is None:
         exact = [r["test_acc"] for r in rows if r["reuse"] == "exact"]
         if not exact:
             raise ValueError("no exact run among the run directories: give --target")
         target = sum(exact) / len(exact) - target_drop
     for r in rows:
-        r["time_to_target"] = time_to_accuracy(r["records"], target)
-        hit = [e for e in r["records"] if e["kind"] in ("eval", "epoch") and e.get("test_acc") is not None
-               and e["test_acc"] >= target]
-        r["epoch_to_target"] = min((e["epoch"] for e in hit), default=None)
+        hit = first_at_target(r["records"], target)
+        r["time_to_target"] = None if hit is None else hit["wall_time"]
+        r["epoch_to_target"] = None if hit is None else hit["epoch"]
     return rows, target
 
 
@@ -116,4 +121,3 @@ def format_runs(rows, target):
                      f"{r['wall_time']:9.1f} {fmt(r['time_to_target'], '14.1f')} "
                      f"{fmt(r['epoch_to_target'], '6.2f')} {fmt(share, '13.2f')}")
     return "\n".join(lines)
-

@@ -170,8 +170,7 @@ class ReuseSchedule:
             seed = self.seed * 1009 + pos
             kept, notes = [], []
             for rung in rungs:
-                rc = self._measure_rc(model, layer, rung.config(layer.K, seed), probes[:1])
-                gain = predicted_speedup(_out_width(layer), min(rung.L, layer.K), rung.H, rc)
+                rc, gain = self._rung_gain(model, layer, rung, seed, probes)
                 notes.append(f"{rung.label(layer.K)}: rc {rc:.3f}, predicted speed-up {gain:.2f}x")
                 if gain >= self.min_speedup or self.layer_names is not None:
                     kept.append(rung)
@@ -215,6 +214,11 @@ class ReuseSchedule:
             if step >= ms_step:
                 target = 10 ** 9 if idx is None else idx
         return target
+
+    def _rung_gain(self, model, layer, rung, seed, probes):
+        """(rc of `rung` on `layer`, measured on the first probe batch; cost-model speed-up)."""
+        rc = self._measure_rc(model, layer, rung.config(layer.K, seed), probes[:1])
+        return rc, predicted_speedup(_out_width(layer), min(rung.L, layer.K), rung.H, rc)
 
     @staticmethod
     def _measure_rc(model, layer, config, probes):
@@ -323,8 +327,7 @@ class ReuseSchedule:
         index, skipped = plan["index"] + 1, []
         while self.layer_names is None and index < len(plan["rungs"]):
             rung = plan["rungs"][index]
-            rc = self._measure_rc(model, layer, rung.config(plan["K"], plan["seed"]), probes[:1])
-            gain = predicted_speedup(_out_width(layer), min(rung.L, plan["K"]), rung.H, rc)
+            rc, gain = self._rung_gain(model, layer, rung, plan["seed"], probes)
             if gain >= self.min_speedup:
                 break
             skipped.append(f"{rung.label(plan['K'])}: rc {rc:.3f} now, predicted speed-up {gain:.2f}x")
