@@ -13,12 +13,12 @@ import importlib
 import sys
 
 _COMMANDS = {
-    "train": ("pyadr.train.cli", "main", True),
-    "compare": ("pyadr.train.cli", "main", True),
-    "summary": ("pyadr.train.cli", "main", True),
-    "plot": ("pyadr.train.cli", "main", True),
-    "evaluate": ("pyadr.train.cli", "main", True),
-    "bench": ("pyadr.bench_table", "main", False),
+    "train": ("pyadr.cli.train", "main", True),
+    "compare": ("pyadr.cli.train", "main", True),
+    "summary": ("pyadr.cli.train", "main", True),
+    "plot": ("pyadr.cli.train", "main", True),
+    "evaluate": ("pyadr.cli.train", "main", True),
+    "bench": ("pyadr.cli.bench", "main", False),
     "profile": ("pyadr.train.profile", "main", False),
     "export": ("pyadr.export", "main", False),
 }

@@ -1,4 +1,4 @@
-"""Smoke test of pyadr.bench_table (the `python -m pyadr bench` table) on tiny synthetic layers.
+"""Smoke test of pyadr.cli.bench (the `python -m pyadr bench` table) on tiny synthetic layers.
 
 No timing assertions: only that it runs, returns 0 and prints the expected tables and columns.
 """
@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("pyadr._native")
 
-from pyadr import bench_table  # noqa: E402
+from pyadr.cli import bench as bench_table  # noqa: E402
 
 
 def _run(argv):
@@ -21,7 +21,7 @@ def test_import_has_no_side_effects():
     import os
     import subprocess
     import sys
-    code = ("import sys, pyadr.bench_table; "
+    code = ("import sys, pyadr.cli.bench; "
             "bad = [m for m in ('torch', 'pyadr._native', 'scipy') if m in sys.modules]; "
             "assert not bad, bad")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))

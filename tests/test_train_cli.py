@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pyadr.train import cli
+from pyadr.cli import train as cli
 
 SMALL = ["--model", "tiny", "--dataset", "synthetic", "--batch-size", "32", "--no-progress"]
 

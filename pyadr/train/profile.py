@@ -61,7 +61,7 @@ def profile_steps(model, loader, optimizer, steps, warmup=2, rcs=None, peak=None
     is a dict, it receives {layer: [rc of each timed step]} of the layers that reuse. When `peak`
     is a list, one more (untimed) step is run with the engine's block cache emptied first, and
     `peak` receives its peak RSS growth in MB (Linux; None elsewhere)."""
-    from ..bench_table import peak_delta_mb
+    from ..cli.bench import peak_delta_mb
     from ..nn import softmax_cross_entropy
     from .models import engine_layers
     reusing = [(n, l) for n, l in engine_layers(model) if l.reuse is not None]

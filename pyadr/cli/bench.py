@@ -79,7 +79,7 @@ def he_weights(M, C, kh, kw, seed):
 
 def maxpool3s2(x):
     """CifarNet's max-pool: 3x3 windows, stride 2, padding 1 (28x28 -> 14x14), native kernel."""
-    from .nn.pooling import maxpool2d_forward
+    from ..nn.pooling import maxpool2d_forward
     return maxpool2d_forward(np.ascontiguousarray(x), (3, 3), (2, 2), (1, 1), track=False)[0]
 
 

@@ -9,10 +9,10 @@ import argparse
 import os
 import sys
 
-from .config import DEVICES, LR_SCHEDULES, resolve_config
-from .data import DATASET_NAMES
-from .models import MODEL_NAMES
-from .reuse_schedule import STRATEGIES
+from ..train.config import DEVICES, LR_SCHEDULES, resolve_config
+from ..train.data import DATASET_NAMES
+from ..train.models import MODEL_NAMES
+from ..train.reuse_schedule import STRATEGIES
 
 S = argparse.SUPPRESS
 
@@ -113,11 +113,11 @@ def build_parser():
 
 def _train_config(args, command):
     """Defaults < checkpoint config (train --resume) < --config FILE < flags given."""
-    from .config import load_config_file
+    from ..train.config import load_config_file
     given = {k: v for k, v in vars(args).items() if k not in ("command", "config_file", "target_drop")}
     merged = {}
     if command == "train" and "resume" in given:
-        from .checkpoint import load_checkpoint
+        from ..train.checkpoint import load_checkpoint
         merged = dict(load_checkpoint(given["resume"])[0]["config"], stop_after_steps=None)
         merged["out"] = merged.get("out") or os.path.dirname(os.path.abspath(given["resume"]))
     if args.config_file:
@@ -127,14 +127,14 @@ def _train_config(args, command):
 
 
 def _cmd_train(args):
-    from .trainer import Trainer
+    from ..train.trainer import Trainer
     cfg = _train_config(args, "train")
     summary = Trainer(cfg).run()
     return 130 if summary["interrupted"] and not cfg.stop_after_steps else 0
 
 
 def _cmd_compare(args):
-    from .compare import run_compare
+    from ..train.compare import run_compare
     cfg = _train_config(args, "compare")
     if "reuse" not in vars(args) and cfg.reuse == "exact":
         cfg.reuse = "adaptive"
@@ -144,7 +144,7 @@ def _cmd_compare(args):
 
 
 def _cmd_summary(args):
-    from .compare import format_runs, summarize_runs
+    from ..train.compare import format_runs, summarize_runs
     if args.target is not None and not 0.0 < args.target <= 1.0:
         raise ValueError(f"--target must be a test accuracy in (0, 1], got {args.target}")
     rows, target = summarize_runs(args.run_dirs, args.target, args.target_drop / 100.0)
@@ -153,7 +153,7 @@ def _cmd_summary(args):
 
 
 def _cmd_plot(args):
-    from .plots import plot_run
+    from ..train.plots import plot_run
     for path in plot_run(args.run_dir, args.output):
         print(f"wrote {path}")
     return 0
@@ -161,12 +161,12 @@ def _cmd_plot(args):
 
 def _cmd_evaluate(args):
     from ..nn.backend import device_module
-    from .checkpoint import load_checkpoint
-    from .data import load_dataset
-    from .evaluation import evaluate
-    from .loader import BatchLoader
-    from .models import build_model, engine_layers
-    from .reuse_schedule import ReuseSchedule, Rung
+    from ..train.checkpoint import load_checkpoint
+    from ..train.data import load_dataset
+    from ..train.evaluation import evaluate
+    from ..train.loader import BatchLoader
+    from ..train.models import build_model, engine_layers
+    from ..train.reuse_schedule import ReuseSchedule, Rung
 
     meta, model_state, _ = load_checkpoint(args.checkpoint)
     spec, cfg = meta["model_spec"], meta["config"]
