@@ -9,13 +9,9 @@ import numbers
 
 import numpy as np
 
-from ._config import ReuseConfig
+from ._checks import (DTYPE_CODES, HASH_CODES, ORDER_CODES, SCOPE_CODES, check_backward, conv_geometry,
+                      float_array)
 from ._context import Conv2dContext, ReuseStats
-
-_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
-_ORDER = {"hwc": 0, "chw": 1}
-_HASH = {"sign": 0, "l2": 1}
-_SCOPE = {"batch": 0, "input": 1}
 
 
 def _native():
@@ -39,60 +35,18 @@ def _gpu():
 def _array(a, name, ndim):
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray (or a CuPy array), got {type(a).__name__}")
-    if a.dtype not in _DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
-    return np.ascontiguousarray(a)
-
-
-def _pair(v, name, minimum):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-        vals = tuple(v)
-    else:
-        vals = (v, v)
-    for e in vals:
-        if isinstance(e, bool) or not isinstance(e, numbers.Integral):
-            raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
-        if e < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {v!r}")
-    return int(vals[0]), int(vals[1])
-
-
-def _check_reuse(reuse):
-    if reuse is not None and not isinstance(reuse, ReuseConfig):
-        raise TypeError(f"reuse must be a pyadr.ReuseConfig or None, got {type(reuse).__name__}")
+    return np.ascontiguousarray(float_array(a, name, ndim))
 
 
 def _conv_forward(x, w, b, stride, padding, dilation, reuse, kind):
+    b, geom = conv_geometry(x, w, b, stride, padding, dilation, reuse, _array)
     dtype = x.dtype
-    if w.dtype != dtype:
-        raise TypeError(f"w must have the dtype of x ({dtype}), got {w.dtype}")
-    B, C, H, W = x.shape
-    M, Cw, kh, kw = w.shape
-    if Cw != C:
-        raise ValueError(f"w must have shape (out_channels, {C}, kh, kw) to match x's {C} channels, "
-                         f"got {w.shape}")
-    if b is not None:
-        b = _array(b, "b", 1)
-        if b.dtype != dtype:
-            raise TypeError(f"b must have the dtype of x ({dtype}), got {b.dtype}")
-        if b.shape != (M,):
-            raise ValueError(f"b must have shape ({M},), got {b.shape}")
-    sh, sw = _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
-    dh, dw = _pair(dilation, "dilation", 1)
-    _check_reuse(reuse)
-    geom = (B, C, H, W, M, kh, kw, sh, sw, ph, pw, dh, dw)
+    B, C, H, W, M, kh, kw = geom[:7]
     nat = _native()
     OH, OW = nat.output_shape(geom)
     y = np.empty((B, M, OH, OW), dtype=dtype)
     ctx = Conv2dContext(kind, geom, dtype, (B, M, OH, OW), b is not None, reuse)
-    code = _DTYPES[dtype]
+    code = DTYPE_CODES[dtype]
     if reuse is None:
         nat.conv_forward_exact(code, geom, x, w, b, y)
         ctx._x, ctx._w = x, w
@@ -101,8 +55,8 @@ def _conv_forward(x, w, b, stride, padding, dilation, reuse, kind):
     planes, offsets, width = reuse.resolve(K, x=x)
     planes = np.ascontiguousarray(planes, dtype=dtype)
     offsets = None if offsets is None else np.ascontiguousarray(offsets, dtype=dtype)
-    state = nat.conv_forward_reuse(code, geom, reuse.L, reuse.H, _ORDER[reuse.order], _HASH[reuse.hash],
-                                   _SCOPE[reuse.scope], planes, offsets, 1.0 if width is None else width,
+    state = nat.conv_forward_reuse(code, geom, reuse.L, reuse.H, ORDER_CODES[reuse.order], HASH_CODES[reuse.hash],
+                                   SCOPE_CODES[reuse.scope], planes, offsets, 1.0 if width is None else width,
                                    x, w, b, y)
     ctx._state = state
     ctx.planes, ctx.offsets, ctx.width = planes, offsets, width
@@ -111,26 +65,14 @@ def _conv_forward(x, w, b, stride, padding, dilation, reuse, kind):
     return y, ctx
 
 
-def _check_backward(dy, ctx, ctx_type, kind, fn_name):
-    """Shared by the CPU and GPU backends: ctx must come from `fn_name`, dy must match its output."""
-    if not isinstance(ctx, ctx_type) or ctx.kind != kind:
-        raise TypeError(f"ctx must be the context returned by pyadr.{fn_name}, got {type(ctx).__name__}"
-                        + (f" of a {ctx.kind} call" if isinstance(ctx, ctx_type) else ""))
-    if dy.dtype != ctx.dtype:
-        raise TypeError(f"dy must have the dtype of the forward call ({ctx.dtype}), got {dy.dtype}")
-    if tuple(dy.shape) != tuple(ctx.y_shape):
-        raise ValueError(f"dy must have the shape of the forward output {ctx.y_shape}, got {dy.shape}; "
-                         f"is ctx from another call?")
-
-
 def _conv_backward(dy, ctx, kind, fn_name, input_grad=True):
-    _check_backward(dy, ctx, Conv2dContext, kind, fn_name)
+    check_backward(dy, ctx, Conv2dContext, kind, fn_name)
     B, C, H, W, M, kh, kw = ctx.geom[:7]
     dx = np.empty((B, C, H, W), dtype=ctx.dtype) if input_grad else None
     dw = np.empty((M, C, kh, kw), dtype=ctx.dtype)
     db = np.empty((M,), dtype=ctx.dtype) if ctx.has_bias else None
     nat = _native()
-    code = _DTYPES[ctx.dtype]
+    code = DTYPE_CODES[ctx.dtype]
     if ctx._state is None:
         nat.conv_backward_exact(code, ctx.geom, ctx._x, ctx._w, dy, dx, dw, db)
     else:

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ._checks import column_permutation
 from ._config import ReuseConfig
 
 
@@ -29,16 +30,6 @@ def output_size(H, W, kh, kw, stride=1, padding=0, dilation=1):
     OH = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     OW = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     return OH, OW
-
-
-def column_permutation(C, kh, kw, order):
-    """perm[k_ordered] = k in (c, i, j) flattening (PyTorch's w[m].ravel() order)."""
-    idx = np.arange(C * kh * kw).reshape(C, kh, kw)
-    if order == "chw":
-        return idx.ravel()
-    if order == "hwc":
-        return idx.transpose(1, 2, 0).ravel()
-    raise ValueError(f"order must be 'hwc' or 'chw', got {order!r}")
 
 
 def im2col(x, kh, kw, stride=1, padding=0, dilation=1, order="hwc"):

@@ -250,7 +250,7 @@ def test_block_groups_give_identical_results(backend, monkeypatch):
     y1, c1 = pyadr.gpu.conv2d_forward(x, w, None, s, p, d, reuse=cfg)
     monkeypatch.setattr(conv, "WORKSPACE_BYTES", 1)         # one block per group, several syncs
     y2, c2 = pyadr.gpu.conv2d_forward(x, w, None, s, p, d, reuse=cfg)
-    assert len(c2._gpu["groups"]) == c2.stats.blocks > len(c1._gpu["groups"])
+    assert len(c2._gpu.groups) == c2.stats.blocks > len(c1._gpu.groups)
     np.testing.assert_array_equal(backend.to_host(y1), backend.to_host(y2))
     np.testing.assert_array_equal(backend.to_host(c1.cluster_ids()), backend.to_host(c2.cluster_ids()))
     dy = backend.asarray(_int_data(rng, y1.shape, np.float64))

@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import reference as _ref
-from .._api import _check_backward, _check_reuse, _pair
+from .._checks import ORDER_CODES, check_backward, check_reuse, column_permutation, conv_geometry, float_array
 from .._context import ReuseStats
 from . import _kernels as _k
-from ._context import GpuConv2dContext
+from ._context import GpuConv2dContext, GpuForwardState, GpuGroup
 
 WORKSPACE_BYTES = 256 << 20   # bound of the largest temporary (im2col chunk, S of a block group)
 DENSE_MAX_H = 16              # sign keys with H <= 16 may use a dense 2^H table per scope group
-_ORDER = {"hwc": 0, "chw": 1}
 
 
 def _cp():
@@ -55,59 +53,47 @@ def _array(a, name, ndim):
     cp = _cp()
     if not isinstance(a, cp.ndarray):
         raise TypeError(f"{name} must be a cupy.ndarray, got {type(a).__name__}")
-    if a.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
-    return cp.ascontiguousarray(a)
+    return cp.ascontiguousarray(float_array(a, name, ndim))
 
 
-def _geometry(x, w, b, stride, padding, dilation):
-    B, C, H, W = x.shape
-    M, Cw, kh, kw = w.shape
-    if w.dtype != x.dtype:
-        raise TypeError(f"w must have the dtype of x ({x.dtype}), got {w.dtype}")
-    if Cw != C:
-        raise ValueError(f"w must have shape (out_channels, {C}, kh, kw) to match x's {C} channels, got {w.shape}")
-    if b is not None:
-        b = _array(b, "b", 1)
-        if b.dtype != x.dtype:
-            raise TypeError(f"b must have the dtype of x ({x.dtype}), got {b.dtype}")
-        if b.shape != (M,):
-            raise ValueError(f"b must have shape ({M},), got {b.shape}")
-    sh, sw = _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
-    dh, dw = _pair(dilation, "dilation", 1)
+def _geometry(x, w, b, stride, padding, dilation, reuse):
+    """Checked (b, geom, OH, OW) of a call; the same checks and messages as the CPU path."""
+    b, geom = conv_geometry(x, w, b, stride, padding, dilation, reuse, _array)
+    H, W, kh, kw, sh, sw, ph, pw, dh, dw = geom[2:4] + geom[5:]
     OH = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     OW = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     if OH < 1 or OW < 1:
         raise ValueError(f"the dilated kernel ({kh}, {kw}) is larger than the padded input ({H}, {W})")
-    return b, (B, C, H, W, M, kh, kw, sh, sw, ph, pw, dh, dw), OH, OW
+    return b, geom, OH, OW
 
 
 # ---------------------------------------------------------------------------------------------
 # Exact path
 # ---------------------------------------------------------------------------------------------
 
-def _chunk(n, bytes_per_item):
-    return max(1, min(n, WORKSPACE_BYTES // max(bytes_per_item, 1)))
-
-
-def _exact_forward(x, w, b, geom, OH, OW):
+def _im2col_chunks(x, geom, OH, OW):
+    """Yields (b0, n, cols): cols (n, K, P) is im2col of images b0 .. b0+n-1 ("chw" rows), in
+    one reused buffer of at most WORKSPACE_BYTES (a chunk's cols may be overwritten in place)."""
     cp = _cp()
     B, C, H, W, M, kh, kw = geom[:7]
     K, P, targ = C * kh * kw, OH * OW, _targ(x.dtype)
     g10 = (kh, kw, OH, OW) + geom[7:]
-    Wmat = w.reshape(M, K)                                  # (M, K), "chw" columns
-    y = cp.empty((B, M, P), dtype=x.dtype)
-    nimg = _chunk(B, K * P * x.itemsize)
+    nimg = max(1, min(B, WORKSPACE_BYTES // max(K * P * x.itemsize, 1)))
     cols = cp.empty((nimg, K, P), dtype=x.dtype)
     for b0 in range(0, B, nimg):
         n = min(nimg, B - b0)
         c = cols[:n]
         _k.launch("im2col_kp", targ, n * K * P, x[b0:b0 + n], c, n, C, H, W, *g10, C * H * W, H * W, W, 1)
+        yield b0, n, c
+
+
+def _exact_forward(x, w, b, geom, OH, OW):
+    cp = _cp()
+    B, C, H, W, M, kh, kw = geom[:7]
+    K, P = C * kh * kw, OH * OW
+    Wmat = w.reshape(M, K)                                  # (M, K), "chw" columns
+    y = cp.empty((B, M, P), dtype=x.dtype)
+    for b0, n, c in _im2col_chunks(x, geom, OH, OW):
         cp.matmul(Wmat, c, out=y[b0:b0 + n])                # (n, M, P)
     if b is not None:
         y += b[None, :, None]
@@ -126,12 +112,7 @@ def _exact_backward(dy, ctx):
     WmatT = cp.ascontiguousarray(w.reshape(M, K).T)         # (K, M)
     dWmat = cp.zeros((M, K), dtype=x.dtype)
     dx = cp.empty_like(x)
-    nimg = _chunk(B, K * P * x.itemsize)
-    cols = cp.empty((nimg, K, P), dtype=x.dtype)
-    for b0 in range(0, B, nimg):
-        n = min(nimg, B - b0)
-        c = cols[:n]
-        _k.launch("im2col_kp", targ, n * K * P, x[b0:b0 + n], c, n, C, H, W, *g10, C * H * W, H * W, W, 1)
+    for b0, n, c in _im2col_chunks(x, ctx.geom, OH, OW):
         dWmat += cp.matmul(dy3[b0:b0 + n], c.transpose(0, 2, 1)).sum(axis=0)   # (M, K)
         cp.matmul(WmatT, dy3[b0:b0 + n], out=c)                                 # dcols (n, K, P)
         _k.launch("col2im_kp", targ, n * C * H * W, c, dx[b0:b0 + n], n, C, H, W, *g10)
@@ -169,7 +150,7 @@ def _cluster_group(xs, strides, Pd, offs, width, cfg, geom, OH, OW, j0, nj, ids)
     G, total = N // g, nj * N
     S = cp.empty((nj, N, L), dtype=dt)
     _k.launch("im2col_blocks", targ, total * L, xs, S, j0, nj, L, B, C, H, W, kh, kw, OH, OW, *geom[7:],
-              *strides, _ORDER[cfg.order])
+              *strides, ORDER_CODES[cfg.order])
     proj = cp.matmul(S.reshape(total, L), Pd)               # (total, H)
     err = cp.zeros(1, dtype=np.int32)
     flag = None
@@ -224,8 +205,8 @@ def _cluster_group(xs, strides, Pd, offs, width, cfg, geom, OH, OW, j0, nj, ids)
         counts = cp.diff(cstart).astype(np.int32)
     cent = cp.empty((nct, L), dtype=dt)
     _k.launch("segment_sum", targ, nct * L, S.reshape(total, L), perm, cstart, cent, nct, L, total, 1)
-    return {"j0": j0, "nj": nj, "perm": perm, "cstart": cstart, "counts": counts, "cent": cent,
-            "boff": boff, "boff_host": boff_host, "nc_host": np.diff(np.concatenate([[0], ends]))}
+    return GpuGroup(j0=j0, nj=nj, perm=perm, cstart=cstart, counts=counts, cent=cent, boff=boff,
+                    boff_host=boff_host, nc_host=np.diff(np.concatenate([[0], ends])))
 
 
 def _reuse_forward(x, w, b, geom, OH, OW, cfg, ctx):
@@ -237,7 +218,7 @@ def _reuse_forward(x, w, b, geom, OH, OW, cfg, ctx):
     offsets = None if offsets is None else np.ascontiguousarray(offsets, dtype=dt)
     Pd = cp.asarray(planes)                                 # (L, H)
     offs = None if offsets is None else cp.asarray(offsets)
-    colperm = cp.asarray(_ref.column_permutation(C, kh, kw, cfg.order))
+    colperm = cp.asarray(column_permutation(C, kh, kw, cfg.order))
     nb = -(-K // L)
     Wm = cp.zeros((nb * L, M), dtype=dt)                    # (nb*L, M), rows in `order`, zero-padded
     Wm[:K] = w.reshape(M, K)[:, colperm].T
@@ -253,20 +234,19 @@ def _reuse_forward(x, w, b, geom, OH, OW, cfg, ctx):
     for j0 in range(0, nb, nbg):
         nj = min(nbg, nb - j0)
         grp = _cluster_group(xs, strides, Pd, offs, width, cfg, geom, OH, OW, j0, nj, ids[j0:j0 + nj])
-        Yc = cp.empty((grp["cent"].shape[0], M), dtype=dt)  # (nct, M)
+        Yc = cp.empty((grp.nclusters, M), dtype=dt)         # (nct, M)
         for jb in range(nj):
-            s, e, k0 = grp["boff_host"][jb], grp["boff_host"][jb] + grp["nc_host"][jb], (j0 + jb) * L
-            cp.matmul(grp["cent"][s:e], Wm[k0:k0 + L], out=Yc[s:e])
-        _k.launch("gather_add", targ, N * M, Yc, ids[j0:j0 + nj], grp["boff"], Y, nj, N, M)
+            (s, e), k0 = grp.cluster_range(jb), (j0 + jb) * L
+            cp.matmul(grp.cent[s:e], Wm[k0:k0 + L], out=Yc[s:e])
+        _k.launch("gather_add", targ, N * M, Yc, ids[j0:j0 + nj], grp.boff, Y, nj, N, M)
         groups.append(grp)
     y = cp.ascontiguousarray(Y.reshape(B, OH * OW, M).transpose(0, 2, 1)).reshape(B, M, OH, OW)
-    clusters = np.concatenate([grp["nc_host"] for grp in groups]).astype(np.int64)
-    nbytes = ids.nbytes + Wm.nbytes + sum(grp[k].nbytes for grp in groups
-                                          for k in ("perm", "cstart", "counts", "cent", "boff"))
-    ctx._gpu = {"ids": ids, "groups": groups, "Wm": Wm, "colperm": colperm, "nblocks": nb, "L": L, "K": K,
-                "order": _ORDER[cfg.order], "nbytes": nbytes}
+    clusters = np.concatenate([grp.nc_host for grp in groups]).astype(np.int64)
+    ctx._gpu = GpuForwardState(ids=ids, groups=groups, Wm=Wm, colperm=colperm, nblocks=nb, L=L, K=K,
+                               order=ORDER_CODES[cfg.order])
     ctx.planes, ctx.offsets, ctx.width = planes, offsets, width
-    ctx.stats = ReuseStats(rc=float(np.mean(clusters / N)), clusters=clusters, rows=N, L=L, nbytes=nbytes)
+    ctx.stats = ReuseStats(rc=float(np.mean(clusters / N)), clusters=clusters, rows=N, L=L,
+                           nbytes=ctx._gpu.nbytes)
     return y
 
 
@@ -275,26 +255,26 @@ def _reuse_backward(dy, ctx):
     st = ctx._gpu
     B, C, H, W, M, kh, kw = ctx.geom[:7]
     OH, OW = ctx.y_shape[2:]
-    N, L, K, targ, dt = B * OH * OW, st["L"], st["K"], _targ(ctx.dtype), ctx.dtype
+    N, L, K, targ, dt = B * OH * OW, st.L, st.K, _targ(ctx.dtype), ctx.dtype
     dY = cp.ascontiguousarray(dy.reshape(B, M, OH * OW).transpose(0, 2, 1)).reshape(N, M)
     db = dY.sum(axis=0) if ctx.has_bias else None
-    Wm = st["Wm"]
+    Wm = st.Wm
     dWm = cp.zeros_like(Wm)                                 # (nb*L, M)
     dx = cp.zeros((B, C, H, W), dtype=dt)
-    for grp in st["groups"]:
-        nct, j0, nj = grp["cent"].shape[0], grp["j0"], grp["nj"]
+    for grp in st.groups:
+        nct, j0, nj = grp.nclusters, grp.j0, grp.nj
         gam = cp.empty((nct, M), dtype=dt)                  # Gamma: cluster sums of dY
-        _k.launch("segment_sum", targ, nct * M, dY, grp["perm"], grp["cstart"], gam, nct, M, N, 0)
-        gm = gam / grp["counts"].astype(dt)[:, None]
+        _k.launch("segment_sum", targ, nct * M, dY, grp.perm, grp.cstart, gam, nct, M, N, 0)
+        gm = gam / grp.counts.astype(dt)[:, None]
         D = cp.empty((nct, L), dtype=dt)
         for jb in range(nj):
-            s, e, k0 = grp["boff_host"][jb], grp["boff_host"][jb] + grp["nc_host"][jb], (j0 + jb) * L
-            cp.matmul(grp["cent"][s:e].T, gam[s:e], out=dWm[k0:k0 + L])
+            (s, e), k0 = grp.cluster_range(jb), (j0 + jb) * L
+            cp.matmul(grp.cent[s:e].T, gam[s:e], out=dWm[k0:k0 + L])
             cp.matmul(gm[s:e], Wm[k0:k0 + L].T, out=D[s:e])
-        _k.launch("col2im_clusters", targ, dx.size, D, st["ids"][j0:j0 + nj], grp["boff"], dx, j0, nj, L,
-                  B, C, H, W, kh, kw, OH, OW, *ctx.geom[7:], st["order"])
+        _k.launch("col2im_clusters", targ, dx.size, D, st.ids[j0:j0 + nj], grp.boff, dx, j0, nj, L,
+                  B, C, H, W, kh, kw, OH, OW, *ctx.geom[7:], st.order)
     dwm = cp.empty((M, K), dtype=dt)
-    dwm[:, st["colperm"]] = dWm[:K].T
+    dwm[:, st.colperm] = dWm[:K].T
     return dx, dwm.reshape(M, C, kh, kw), db
 
 
@@ -303,8 +283,7 @@ def _reuse_backward(dy, ctx):
 # ---------------------------------------------------------------------------------------------
 
 def _forward(x, w, b, stride, padding, dilation, reuse, kind):
-    _check_reuse(reuse)
-    b, geom, OH, OW = _geometry(x, w, b, stride, padding, dilation)
+    b, geom, OH, OW = _geometry(x, w, b, stride, padding, dilation, reuse)
     ctx = GpuConv2dContext(kind, geom, x.dtype, (geom[0], geom[4], OH, OW), b is not None, reuse)
     with x.device:
         if reuse is None:
@@ -315,7 +294,7 @@ def _forward(x, w, b, stride, padding, dilation, reuse, kind):
 
 
 def _backward(dy, ctx, kind, fn_name):
-    _check_backward(dy, ctx, GpuConv2dContext, kind, f"gpu.{fn_name}")
+    check_backward(dy, ctx, GpuConv2dContext, kind, f"gpu.{fn_name}")
     with dy.device:
         if ctx._gpu is None:
             return _exact_backward(dy, ctx)
@@ -338,8 +317,7 @@ def linear_forward(x, w, b=None, reuse=None):
     if w.shape[1] != x.shape[1]:
         raise ValueError(f"w must have shape (out_features, {x.shape[1]}) to match x, got {w.shape}")
     if reuse is None:                                       # plain GEMM, no im2col
-        _check_reuse(reuse)
-        b, geom, _, _ = _geometry(x[:, :, None, None], w[:, :, None, None], b, 1, 0, 1)
+        b, geom, _, _ = _geometry(x[:, :, None, None], w[:, :, None, None], b, 1, 0, 1, reuse)
         ctx = GpuConv2dContext("linear", geom, x.dtype, (x.shape[0], w.shape[0], 1, 1), b is not None, None)
         ctx._x, ctx._w = x, w
         with x.device:
