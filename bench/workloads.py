@@ -1,6 +1,6 @@
 """Real Fashion-MNIST workloads for the pytest-benchmark suite.
 
-The single source is `pyadr.cli.bench` (also used by `python -m pyadr bench`), so that the
+The single source is `pyadr.cli.bench_workloads` (also used by `python -m pyadr bench`), so that the
 benchmarks and the user-facing table measure the same layers:
 
   layer("conv2") -> (x, w, b, stride, padding): CifarNet conv2, 64->64 5x5 pad 2, 14x14, batch 128,
@@ -17,10 +17,10 @@ import os
 
 import numpy as np
 
-from pyadr.cli.bench import (DEFAULT_BATCH, LAYER_DOC, LAYERS, REUSE_POINTS, data_available, data_dir,
-                               fashion_images, he_weights, import_torch, maxpool3s2, rel_err,
-                               reuse_config, synthetic_layer)
-from pyadr.cli.bench import layer as _layer
+from pyadr.cli.bench_workloads import (DEFAULT_BATCH, LAYER_DOC, LAYERS, REUSE_POINTS, data_available,
+                                       data_dir, fashion_images, he_weights, import_torch, maxpool3s2,
+                                       rel_err, reuse_config, synthetic_layer)
+from pyadr.cli.bench_workloads import layer as _layer
 
 __all__ = ["LAYERS", "LAYER_DOC", "DEFAULT_BATCH", "REUSE_POINTS", "available", "data_dir", "fashion_images",
            "he_weights", "import_torch", "rel_err", "reuse_config", "synthetic_layer", "layer", "fc_layer",

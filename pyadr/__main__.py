@@ -19,8 +19,8 @@ _COMMANDS = {
     "plot": ("pyadr.cli.train", "main", True),
     "evaluate": ("pyadr.cli.train", "main", True),
     "bench": ("pyadr.cli.bench", "main", False),
-    "profile": ("pyadr.train.profile", "main", False),
-    "export": ("pyadr.export", "main", False),
+    "profile": ("pyadr.cli.profile", "main", False),
+    "export": ("pyadr.cli.export", "main", False),
 }
 
 

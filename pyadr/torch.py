@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import _api
+from ._checks import ReuseSetting, check_reuse
 from ._config import ReuseConfig
 
 __all__ = ["Conv2d", "Linear", "convert", "set_reuse", "reuse_layers"]
@@ -101,24 +102,10 @@ def linear(x, weight, bias=None, reuse=None):
     return y.reshape(*lead, weight.shape[0])
 
 
-def _check_reuse(reuse):
-    if reuse is not None and not isinstance(reuse, ReuseConfig):
-        raise TypeError(f"reuse must be a pyadr.ReuseConfig or None, got {type(reuse).__name__}")
-    return reuse
-
-
-class _ReuseMixin:
-    @property
-    def reuse(self):
-        return self._reuse
-
-    @reuse.setter
-    def reuse(self, value):
-        self._reuse = _check_reuse(value)
-
-
-class Conv2d(_ReuseMixin, torch.nn.Conv2d):
+class Conv2d(torch.nn.Conv2d):
     """torch.nn.Conv2d computed by pyadr; `reuse`: pyadr.ReuseConfig or None (exact)."""
+
+    reuse = ReuseSetting()
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True,
                  reuse=None, device=None, dtype=None):
@@ -157,8 +144,10 @@ class Conv2d(_ReuseMixin, torch.nn.Conv2d):
         return super().extra_repr() + f", reuse={self.reuse!r}"
 
 
-class Linear(_ReuseMixin, torch.nn.Linear):
+class Linear(torch.nn.Linear):
     """torch.nn.Linear computed by pyadr; rows (samples) are clustered when `reuse` is set."""
+
+    reuse = ReuseSetting()
 
     def __init__(self, in_features, out_features, bias=True, reuse=None, device=None, dtype=None):
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
@@ -219,7 +208,7 @@ def convert(model, policy=None):
     """
     if _convertible(model):
         reuse = _policy_value(policy, "", model)
-        return model if reuse is False else _swap(model, _check_reuse(reuse))
+        return model if reuse is False else _swap(model, check_reuse(reuse))
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if not _convertible(child):
@@ -228,7 +217,7 @@ def convert(model, policy=None):
             reuse = _policy_value(policy, full, child)
             if reuse is False:
                 continue
-            setattr(module, child_name, _swap(child, _check_reuse(reuse)))
+            setattr(module, child_name, _swap(child, check_reuse(reuse)))
     return model
 
 

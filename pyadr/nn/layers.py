@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from .._checks import ReuseSetting
 from . import functional as F
 from . import pooling
 from .backend import array_module, synchronize
@@ -26,34 +27,19 @@ def _pair(value, name):
     return int(a), int(b)
 
 
-def _check_reuse(reuse):
-    if reuse is None:
-        return None
-    import pyadr
-    if not isinstance(reuse, pyadr.ReuseConfig):
-        raise TypeError(f"reuse must be a pyadr.ReuseConfig or None, got {type(reuse).__name__}")
-    return reuse
-
-
 class _EngineLayer(Module):
     """Shared bookkeeping of Conv2d and Linear: the `reuse` setting (a ReuseConfig or None,
     settable between steps), the last call's remaining ratio, and the seconds spent in the
     engine while training (`engine_seconds`, forward + backward; reset by the trainer)."""
 
+    reuse = ReuseSetting()      # a ReuseConfig or None, checked on every assignment
+
     def __init__(self, reuse):
         super().__init__()
-        self._reuse = _check_reuse(reuse)
+        self.reuse = reuse
         self.last_rc = None
         self.engine_seconds = 0.0
         self._ctx = None
-
-    @property
-    def reuse(self):
-        return self._reuse
-
-    @reuse.setter
-    def reuse(self, value):
-        self._reuse = _check_reuse(value)
 
     def _timed(self, fn, *args, **kwargs):
         if not self.training:

@@ -1,26 +1,14 @@
-"""Where a training step's time goes: `pyadr profile` (also `python -m pyadr profile`).
+"""Where a training step's time goes, as a library: per-category timers over training steps.
 
-Times every layer's forward and backward by kind (conv, pooling, LRN, linear, ReLU, ...), the
-loss, the optimizer step and building the batch (data), over a few training steps of a real model
-on real data, for exact training and for deep reuse (one fixed rung on the chosen layers, the
-default: every convolution but the first, as the trainer's schedule does). Medians of the
-per-step sums are printed side by side, with each part's share of the step.
-
-    pyadr profile --model cifarnet --dataset fashion-mnist --steps 20 --threads 2
-    pyadr profile --L 64 --H 12 --hash l2          # the reuse column's rung
-    pyadr profile --checkpoint runs/ad/last.npz    # a trained model: its rc is what training sees
-
-The remaining ratio rc depends on the weights: conv1 of a trained CifarNet gives conv2 more
-varied inputs than a freshly initialised one, so reuse groups less there and a step costs more.
-`--checkpoint` times the checkpoint's model and weights (both columns), as training sees them.
-
-When PyTorch is installed (never a dependency) the same model with the same weights
-(`torch_twin`) is timed on the same batches and threads, for a side-by-side step time.
+  profile_steps(model, loader, optimizer, steps)  [{category: seconds}] per step: every leaf
+      layer's forward + backward by kind (conv, pooling, LRN, linear, ReLU, ...), the loss, the
+      optimizer step and building the batch (data); optionally rc per step and the peak memory
+  torch_step_times(model, loader, threads, steps)  the same model's PyTorch twin (torch_twin),
+      seconds per step, or None when torch is not installed (never a dependency)
+The command line `pyadr profile` (pyadr/cli/profile.py) prints them side by side.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 
 import numpy as np
@@ -61,7 +49,7 @@ def profile_steps(model, loader, optimizer, steps, warmup=2, rcs=None, peak=None
     is a dict, it receives {layer: [rc of each timed step]} of the layers that reuse. When `peak`
     is a list, one more (untimed) step is run with the engine's block cache emptied first, and
     `peak` receives its peak RSS growth in MB (Linux; None elsewhere)."""
-    from ..cli.bench import peak_delta_mb
+    from .._memory import peak_delta_mb
     from ..nn import softmax_cross_entropy
     from .models import engine_layers
     reusing = [(n, l) for n, l in engine_layers(model) if l.reuse is not None]
@@ -122,109 +110,3 @@ def torch_step_times(model, loader, threads, steps, warmup=2):
         if s >= warmup:
             times.append(time.perf_counter() - t)
     return times
-
-
-def _parser():
-    p = argparse.ArgumentParser(prog="pyadr profile", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="cifarnet")
-    p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=20, help="timed steps per column (default 20)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--L", type=int, default=64, help="reuse column: sub-vector length (default 64)")
-    p.add_argument("--H", type=int, default=12, help="reuse column: hashes (default 12)")
-    p.add_argument("--hash", choices=("sign", "l2"), default="l2")
-    p.add_argument("--reuse-layers", default=None,
-                   help="comma list of layers for the reuse column (default: every conv but the first)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint", default=None,
-                   help="time this checkpoint's model and weights (default: a new model, --model, --seed)")
-    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch step (timed when torch is installed)")
-    return p
-
-
-def main(argv=None, file=None) -> int:
-    out = file or sys.stdout
-    a = _parser().parse_args(argv)
-    if a.steps < 1 or a.batch_size < 1 or a.threads < 1:
-        raise SystemExit("pyadr profile: --steps, --batch-size and --threads must be >= 1")
-    import pyadr
-    from ..nn import SGD
-    from .data import load_dataset
-    from .loader import BatchLoader
-    from .models import build_model, engine_layers
-    from .reuse_schedule import Rung
-
-    pyadr.set_num_threads(a.threads)
-    spec, state = None, None
-    try:
-        if a.checkpoint is not None:
-            from .checkpoint import load_checkpoint
-            meta, state, _ = load_checkpoint(a.checkpoint)
-            spec = meta["model_spec"]
-            a.model, a.dataset = spec["name"], meta["config"]["dataset"]
-            a.data_dir = a.data_dir or meta["config"].get("data_dir")
-        data = load_dataset(a.dataset, a.data_dir)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"pyadr profile: {exc}", file=sys.stderr)
-        return 2
-
-    def new_model():
-        if spec is None:
-            return build_model(a.model, data.image_shape, data.num_classes, 1.0, a.seed)
-        model = build_model(spec["name"], spec["in_shape"], spec["num_classes"], spec["width"])
-        model.load_state_dict(state)
-        return model
-
-    loader = BatchLoader(data.train_images, data.train_labels, a.batch_size, data.mean, data.std,
-                         seed=a.seed, prefetch=0)
-    columns, rc_line, peaks = {}, None, {}
-    for label in ("exact", "reuse"):
-        model = new_model()
-        layers = dict(engine_layers(model))
-        if label == "reuse":
-            names = a.reuse_layers.split(",") if a.reuse_layers else [n for n in layers if n.startswith("conv")][1:]
-            for pos, name in enumerate(names):
-                if name not in layers:
-                    print(f"pyadr profile: layer {name!r} is not in the model ({', '.join(layers)})", file=sys.stderr)
-                    return 2
-                layers[name].reuse = Rung(a.L, a.H, a.hash).config(layers[name].K, seed=pos)
-            label = f"reuse {a.hash} L={a.L} H={a.H} on {','.join(names)}"
-        opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
-        rcs, peak = {}, []
-        steps = profile_steps(model, loader, opt, a.steps, rcs=rcs, peak=peak)
-        peaks[label] = peak[0]
-        if rcs:
-            rc_line = "reuse column's mean rc: " + ", ".join(f"{n} {np.mean(v):.3f}" for n, v in rcs.items())
-        columns[label] = {k: float(np.median([s[k] for s in steps])) for k in CATEGORIES}
-        columns[label]["step"] = float(np.median([sum(s.values()) for s in steps]))
-    weights = f"weights of {a.checkpoint}" if spec is not None else f"new weights (seed {a.seed})"
-    print(f"{a.model} on {a.dataset} ({weights}), batch {a.batch_size}, {a.threads} threads; medians over {a.steps} steps "
-          f"(ms, share of the step)", file=out)
-    labels = list(columns)
-    print(f"{'part':14s}" + "".join(f"{l[:38]:>40s}" for l in labels), file=out)
-    for k in CATEGORIES + ("step",):
-        cells = "".join(f"{1e3 * columns[l][k]:>31.1f} ms {100 * columns[l][k] / columns[l]['step']:4.0f} %"
-                        for l in labels)
-        print(f"{k:14s}{cells}", file=out)
-    if all(v is not None for v in peaks.values()):
-        print(f"{'peak memory':14s}" + "".join(f"{peaks[l]:>31.1f} MB{'':7s}" for l in labels)
-              + "   (RSS growth during one step, block cache emptied first)", file=out)
-    e, r = (columns[l]["step"] for l in labels)
-    print(f"reuse step / exact step: {r / e:.2f}", file=out)
-    if rc_line:
-        print(rc_line, file=out)
-    if not a.no_torch:
-        times = torch_step_times(new_model(), loader, a.threads, a.steps)
-        if times is None:
-            print("PyTorch step: torch is not installed (not a dependency; skipped)", file=out)
-        else:
-            t = float(np.median(times))
-            print(f"PyTorch step (same model and weights, NCHW, {a.threads} threads): {1e3 * t:.1f} ms; "
-                  f"pyadr exact step / PyTorch step: {e / t:.2f}, reuse step / PyTorch step: {r / t:.2f}", file=out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
