@@ -13,9 +13,7 @@ from ._api import (conv2d_backward, conv2d_forward, empty_cache, get_num_threads
                    linear_forward, set_num_threads)
 from ._config import ReuseConfig
 from ._context import Conv2dContext, ReuseStats
-from ._info import set_gemm_provider, show_config
-
-__version__ = "0.1.0"
+from ._info import __version__, set_gemm_provider, show_config
 
 __all__ = [
     "ReuseConfig", "ReuseStats", "Conv2dContext", "conv2d_forward", "conv2d_backward",

@@ -1,9 +1,10 @@
-"""show_config() and the GEMM provider switch."""
+"""show_config(), the GEMM provider switch and the version (pyadr.__version__ is this one)."""
 from __future__ import annotations
 
 import importlib.util
 import os
 
+__version__ = "0.1.0"
 _PROVIDERS = {"builtin": 0, "blas": 1}
 
 
@@ -28,7 +29,6 @@ def _gpu_status():
 
 def show_config(file=None) -> dict:
     """Prints (and returns) which GEMM, OpenMP threads, SIMD level and GPU support are in use."""
-    from . import __version__
     from ._api import _native
     from ._blas import blas_error, blas_library
     nat = _native()
