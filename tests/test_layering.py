@@ -261,7 +261,7 @@ def test_import_pyadr_imports_no_cupy_torch_or_scipy():
         "assert 'cupy' not in sys.modules\n"
         "assert not tried, tried\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)  # this checkout
     assert r.returncode == 0, r.stderr
 
 

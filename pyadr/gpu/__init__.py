@@ -15,6 +15,13 @@ ctx is a `pyadr.gpu._context.GpuConv2dContext`, a subclass of `pyadr.Conv2dConte
 
 Importing this module never imports CuPy; kernels are compiled on first use (or by precompile()),
 cached per device and template argument.
+
+Layer 2, beside pyadr._api (which dispatches CuPy arrays here): modules of pyadr.gpu import only
+each other, pyadr._checks, pyadr._config and pyadr._context; never pyadr._api (a cycle) nor
+pyadr.reference (the slow test reference).
+  conv       exact and reuse convolution / linear, forward and backward
+  _context   GpuConv2dContext and its typed reuse state (GpuForwardState, GpuGroup)
+  _kernels   loading, compiling and launching kernels/*.cu
 """
 from __future__ import annotations
 

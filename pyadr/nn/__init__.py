@@ -7,6 +7,9 @@ native kernels for NumPy float arrays, vectorised array-module kernels for CuPy)
 Flatten; `normalization` has BatchNorm2d and LocalResponseNorm (native on NumPy, likewise); `module` the Module/Parameter/Sequential base; `loss`, `optim` and
 `lr_schedule` the training pieces. Everything is NCHW float32, backward is explicit
 (`module.backward(dy) -> dx`, gradients overwrite `.grad`), and no framework is imported.
+
+Layer 3: imports the array API below it (pyadr, pyadr._checks, the binding pyadr._native for
+pooling/normalisation kernels) and never pyadr.train, pyadr.torch, pyadr.export or pyadr.cli.
 """
 from .backend import array_module, to_numpy
 from .layers import AvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
