@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import ORDER_CODES, check_backward, check_reuse, column_permutation, conv_geometry, float_array
+from .._checks import ORDER_CODES, check_backward, column_permutation, conv_geometry, float_array
 from .._context import ReuseStats
 from . import _kernels as _k
 from ._context import GpuConv2dContext, GpuForwardState, GpuGroup
