@@ -1,13 +1,17 @@
 """Behaviour of the native CPU engine alone (no GPU counterpart): the GEMM providers, the thread
-count, and the engine's cache budget. Every other behaviour is tested per backend."""
+count, and the engine's cache budget. Every other behaviour is tested per backend
+(tests/_backends.py) in the behaviour files."""
 import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pyadr
 
-from _util import check_conv_vs_reference, exact_cfg, int_data
+from _strategies import geometry, layers, make_layer, n_examples
+from _util import assert_close, check_conv_vs_reference, exact_cfg, int_data
 
 
 @pytest.mark.parametrize("provider", ["builtin", "blas"])
@@ -43,3 +47,32 @@ def test_rc_one_is_exact_when_products_exceed_the_cache_budget(rng, L):
     dy = rng.standard_normal(y.shape)
     for a, e in zip(pyadr.conv2d_backward(dy, ctx), pyadr.conv2d_backward(dy, ctxe)):
         np.testing.assert_allclose(a, e, rtol=1e-9, atol=1e-8)
+
+
+@settings(max_examples=n_examples(25))
+@given(layers(), st.sampled_from([False, True]))
+def test_thread_count_keeps_results(p, use_float_data):
+    """1 thread twice: bit-identical; 1 and 2 threads: the same partition, results within rounding
+    (test_properties.test_determinism checks repeated calls at the default thread count)."""
+    rng, x, w, b, cfg = make_layer(p)
+    if use_float_data:
+        x = rng.standard_normal(x.shape).astype(p["dtype"])
+        cfg = pyadr.ReuseConfig(L=p["L"], H=p["nh"], order=p["order"], hash=p["hash"], scope=p["scope"])
+    before = pyadr.get_num_threads()
+    try:
+        results = {}
+        for nt in (1, 2, 1):
+            pyadr.set_num_threads(nt)
+            y, ctx = pyadr.conv2d_forward(x, w, b, **geometry(p), reuse=cfg)
+            dy = np.random.default_rng(1).standard_normal(y.shape).astype(p["dtype"])
+            dx, dw, db = pyadr.conv2d_backward(dy, ctx)
+            out = (y, dx, dw, db, ctx.cluster_ids())
+            if nt in results:
+                for a, e in zip(out, results[nt]):
+                    np.testing.assert_array_equal(a, e)            # bit-identical
+            results[nt] = out
+        for a, e in zip(results[1][:4], results[2][:4]):
+            assert_close(a, e, p["dtype"])
+        np.testing.assert_array_equal(results[1][4], results[2][4])
+    finally:
+        pyadr.set_num_threads(before)
