@@ -64,7 +64,7 @@ def test_reference_cluster_ids_first_occurrence():
 
 @pytest.mark.parametrize("hash_", ["sign", "l2"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_native_hand_example(backend, hash_, dtype):
+def test_hand_example(backend, hash_, dtype):
     """Linear layer with L = in_features: one block, ids = cluster_ids(lsh_keys(x))."""
     x = S.astype(dtype)
     w = np.ones((1, 2), dtype)
@@ -78,7 +78,7 @@ def test_native_hand_example(backend, hash_, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_native_distinguishes_bit_63(backend, dtype):
+def test_distinguishes_bit_63(backend, dtype):
     """Two sub-vectors whose sign keys differ only in the top bit are different clusters."""
     planes = np.zeros((2, 64))
     planes[0, :63] = 1.0
@@ -90,7 +90,7 @@ def test_native_distinguishes_bit_63(backend, dtype):
 
 @pytest.mark.parametrize("H", [1, 16, 17, 32, 33, 64])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_native_l2_distinguishes_last_component(backend, H, dtype):
+def test_l2_distinguishes_last_component(backend, H, dtype):
     """l2 tuples differing only in component H-1 are different clusters (all H compared)."""
     planes = np.zeros((2, H))
     planes[0, :] = 1.0
@@ -104,8 +104,8 @@ def test_native_l2_distinguishes_last_component(backend, H, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("H", [1, 5, 8, 9, 16, 17, 31, 32, 33, 63, 64])
 @pytest.mark.parametrize("hash_", ["sign", "l2"])
-def test_native_ids_match_reference_keys(backend, rng, H, hash_, dtype):
-    """Every H (padded hash widths 8/16/32/64 inside the core), exact projections: native ids are
+def test_ids_match_reference_keys(backend, rng, H, hash_, dtype):
+    """Every H (padded hash widths 8/16/32/64 inside the CPU core), exact projections: the ids are
     exactly the first-occurrence numbering of the reference keys, block by block."""
     x = int_data(rng, (200, 13), dtype, -1, 1)
     cfg = exact_cfg(rng, 5, H, hash=hash_)
