@@ -18,10 +18,6 @@ from pyadr import reference as ref
 DTYPES = (np.float32, np.float64)
 
 
-def rtol_for(dtype):
-    return 1e-5 if np.dtype(dtype) == np.float32 else 1e-12
-
-
 def _be(be):
     if be is None:
         import _backends
@@ -35,7 +31,7 @@ def assert_close(actual, expected, dtype, factor=1.0, err_msg="", be=None):
     actual = np.asarray(actual)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
-    r = (rtol_for(dtype) if be is None else be.rtol(dtype)) * factor
+    r = _be(be).rtol(dtype) * factor
     np.testing.assert_allclose(actual.astype(np.float64), expected, rtol=r, atol=r * scale, err_msg=err_msg)
 
 

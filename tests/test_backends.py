@@ -32,8 +32,9 @@ def test_require_gpu_turns_the_cuda_skip_into_a_failure(tmp_path):
     if not isinstance(_backends.cuda_backend(), str):
         pytest.skip("a CUDA device is present: the cuda backend runs")
     env = dict(os.environ, PYADR_REQUIRE_GPU="1")
+    # cwd is not ROOT: `python -m` would then import the checkout's pyadr instead of the installed one
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cuda",
                         os.path.join(ROOT, "tests", "test_gpu_errors.py")],
-                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)   # not ROOT: -m would import the checkout
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert r.returncode != 0, r.stdout
     assert "PYADR_REQUIRE_GPU=1 but the cuda backend cannot run" in r.stdout

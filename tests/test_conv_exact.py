@@ -25,14 +25,21 @@ GEOMS = [
 ]
 
 
+def _random_layer(rng, geom, bias, dtype):
+    """Gaussian x (B, C, H, W), w (M, C, kh, kw) and b (M,) (or None) of a GEOMS entry."""
+    B, C, H, W, M, kh, kw = geom[:7]
+    x = rng.standard_normal((B, C, H, W)).astype(dtype)
+    w = rng.standard_normal((M, C, kh, kw)).astype(dtype)
+    b = rng.standard_normal(M).astype(dtype) if bias else None
+    return x, w, b
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("geom", GEOMS)
 def test_forward_matches_naive(backend, rng, geom, bias, dtype):
     B, C, H, W, M, kh, kw, s, p, d = geom
-    x = rng.standard_normal((B, C, H, W)).astype(dtype)
-    w = rng.standard_normal((M, C, kh, kw)).astype(dtype)
-    b = rng.standard_normal(M).astype(dtype) if bias else None
+    x, w, b = _random_layer(rng, geom, bias, dtype)
     y, ctx = pyadr.conv2d_forward(*backend.put(x, w, b), stride=s, padding=p, dilation=d)
     y = backend.to_numpy(y)
     expected = ref.naive_conv2d(x, w, b, s, p, d)
@@ -47,9 +54,7 @@ def test_forward_matches_naive(backend, rng, geom, bias, dtype):
 @pytest.mark.parametrize("geom", GEOMS)
 def test_backward_matches_reference(backend, rng, geom, bias, dtype):
     B, C, H, W, M, kh, kw, s, p, d = geom
-    x = rng.standard_normal((B, C, H, W)).astype(dtype)
-    w = rng.standard_normal((M, C, kh, kw)).astype(dtype)
-    b = rng.standard_normal(M).astype(dtype) if bias else None
+    x, w, b = _random_layer(rng, geom, bias, dtype)
     y, ctx = pyadr.conv2d_forward(*backend.put(x, w, b), stride=s, padding=p, dilation=d)
     yr, rctx = ref.conv2d_forward(x, w, b, s, p, d)
     assert_close(backend.to_numpy(y), yr, dtype, be=backend)
