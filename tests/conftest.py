@@ -74,7 +74,8 @@ def _make_backend(name, request, monkeypatch):
     if isinstance(lib, str):
         pytest.skip(lib)
     if isinstance(lib, Exception):
-        raise RuntimeError(f"building the host emulator of the .cu kernels failed: {lib}") from lib
+        detail = getattr(lib, "stderr", "") or ""      # g++'s messages, for a CalledProcessError
+        raise RuntimeError(f"building the host emulator of the .cu kernels failed: {lib}\n{detail}") from lib
     return _backends.emulated_backend(lib, monkeypatch)
 
 
