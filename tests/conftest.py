@@ -1,4 +1,5 @@
-"""Shared fixtures of the pyadr test suite."""
+"""Shared fixtures of the pyadr test suite: seeded `rng`, the `backend` / `gpu_backend` fixtures
+(tests/_backends.py), and restorers of global engine settings."""
 import os
 import sys
 
@@ -42,3 +43,49 @@ def restore_gemm():
     import pyadr
     yield
     pyadr.set_gemm_provider("builtin")
+
+
+# ------------------------------------------------------------------------------------------------
+# Backends (tests/_backends.py): behaviour tests take `backend`; GPU-only tests take `gpu_backend`
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def _emulator_lib(tmp_path_factory):
+    """The host build of the .cu kernels, or the reason there is none (a string)."""
+    import _backends
+    try:
+        return _backends.build_emulator(str(tmp_path_factory.mktemp("gpu_emu")))
+    except Exception as exc:  # noqa: BLE001 - a compile error fails every emulated test, loudly
+        return exc
+
+
+def _make_backend(name, request, monkeypatch):
+    import _backends
+    if name == "cpu":
+        return _backends.cpu_backend()
+    if name == "cuda":
+        be = _backends.cuda_backend()
+        if isinstance(be, str):
+            if os.environ.get("PYADR_REQUIRE_GPU") == "1":
+                pytest.fail(f"PYADR_REQUIRE_GPU=1 but the cuda backend cannot run: {be}")
+            pytest.skip(be)
+        return be
+    lib = request.getfixturevalue("_emulator_lib")
+    if isinstance(lib, str):
+        pytest.skip(lib)
+    if isinstance(lib, Exception):
+        detail = getattr(lib, "stderr", "") or ""      # g++'s messages, for a CalledProcessError
+        raise RuntimeError(f"building the host emulator of the .cu kernels failed: {lib}\n{detail}") from lib
+    return _backends.emulated_backend(lib, monkeypatch)
+
+
+@pytest.fixture(params=["cpu", "cuda", "emulated"])
+def backend(request, monkeypatch):
+    """The public API on one backend: "cpu" (NumPy), "cuda" (CuPy), "emulated" (host .cu kernels)."""
+    return _make_backend(request.param, request, monkeypatch)
+
+
+@pytest.fixture(params=["cuda", "emulated"])
+def gpu_backend(request, monkeypatch):
+    """The GPU backends only ("cuda", "emulated"), for behaviour of pyadr.gpu alone."""
+    return _make_backend(request.param, request, monkeypatch)

@@ -1,7 +1,10 @@
-"""CPU-runnable checks of pyadr.gpu: availability reporting, lazy CuPy import, the kernel files
+"""Internals of pyadr.gpu, GPU-only: availability reporting, lazy CuPy import, the kernel files
 shipped as package data, the loader's name expressions and signatures against the .cu sources,
-the nvcc compile check, and (when NVRTC can be loaded) an NVRTC compile with the loader's name
-expressions -- the exact path cupy.RawModule takes."""
+the nvcc compile check, (when NVRTC can be loaded) an NVRTC compile with the loader's name
+expressions -- the exact path cupy.RawModule takes -- and, on the `gpu_backend` fixture ("cuda",
+"emulated"), that the orchestration's internal choices (block groups, dense or sorted grouping)
+do not change results. The behaviour of the public API on the GPU is tested per backend in the
+behaviour files (test_conv_exact.py, test_conv_reuse.py, ...)."""
 from __future__ import annotations
 
 import os
@@ -10,10 +13,13 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import pyadr
 from pyadr.gpu import _kernels
+
+from _util import gpu_groups, int_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -121,3 +127,53 @@ def test_nvrtc_compiles_name_expressions():
             ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
             for e in exprs:
                 assert ".entry " + nvrtc.getLoweredName(prog, e) in ptx, e
+
+
+# ------------------------------------------------------------------------------------------------
+# Orchestration choices of pyadr/gpu/conv.py that must not change results
+# ------------------------------------------------------------------------------------------------
+
+def _cfg(rng, L, H, hash, scope, order):
+    planes = rng.integers(-3, 4, size=(L, H)) / 2.0       # half-integers: exact projections
+    if hash == "l2":
+        offsets = rng.integers(0, 4, size=H) / 2.0
+        return pyadr.ReuseConfig(planes=planes, hash="l2", width=2.0, offsets=offsets, scope=scope, order=order)
+    return pyadr.ReuseConfig(planes=planes, hash="sign", scope=scope, order=order)
+
+
+def test_block_groups_give_identical_results(gpu_backend, rng, monkeypatch):
+    """A workspace of 1 byte (one sub-matrix per block group, several host syncs) gives bit-identical
+    forward outputs and ids, and backward results within rounding, to the default single group."""
+    from pyadr.gpu import conv
+    be = gpu_backend
+    cfg = _cfg(rng, 4, 5, "l2", "input", "hwc")
+    x, w = be.put(int_data(rng, (2, 3, 6, 5), np.float64), int_data(rng, (4, 3, 3, 3), np.float64))
+    y1, c1 = pyadr.conv2d_forward(x, w, None, 1, 1, 1, reuse=cfg)
+    monkeypatch.setattr(conv, "WORKSPACE_BYTES", 1)
+    y2, c2 = pyadr.conv2d_forward(x, w, None, 1, 1, 1, reuse=cfg)
+    assert len(gpu_groups(c2)) == c2.stats.blocks > len(gpu_groups(c1))
+    np.testing.assert_array_equal(be.to_numpy(y1), be.to_numpy(y2))
+    np.testing.assert_array_equal(be.to_numpy(c1.cluster_ids()), be.to_numpy(c2.cluster_ids()))
+    dy = be.asarray(int_data(rng, y1.shape, np.float64))
+    for a, b in zip(pyadr.conv2d_backward(dy, c1)[:2], pyadr.conv2d_backward(dy, c2)[:2]):
+        np.testing.assert_allclose(be.to_numpy(a), be.to_numpy(b), rtol=1e-12)
+
+
+def test_dense_and_sorted_grouping_agree(gpu_backend, rng, monkeypatch):
+    """Sign keys with small H take a dense 2^H table; forcing the sorted grouping instead
+    (DENSE_MAX_H = 0) gives the same ids and a bit-identical forward."""
+    from pyadr.gpu import conv
+    be = gpu_backend
+    cfg = _cfg(rng, 6, 4, "sign", "input", "chw")
+    x, w = be.put(int_data(rng, (2, 3, 6, 5), np.float32), int_data(rng, (4, 3, 3, 3), np.float32))
+    be.launched.clear()
+    y1, c1 = pyadr.conv2d_forward(x, w, None, 1, 1, 1, reuse=cfg)
+    if be.name == "emulated":
+        assert "dense_mark" in be.launched and "sign_boundaries" not in be.launched
+    monkeypatch.setattr(conv, "DENSE_MAX_H", 0)
+    be.launched.clear()
+    y2, c2 = pyadr.conv2d_forward(x, w, None, 1, 1, 1, reuse=cfg)
+    if be.name == "emulated":
+        assert "sign_boundaries" in be.launched and "dense_mark" not in be.launched
+    np.testing.assert_array_equal(be.to_numpy(c1.cluster_ids()), be.to_numpy(c2.cluster_ids()))
+    np.testing.assert_array_equal(be.to_numpy(y1), be.to_numpy(y2))

@@ -1,11 +1,18 @@
-"""Hash keys: reference.lsh_keys against hand-computed values, and native partitions against it."""
+"""Hash keys: reference.lsh_keys against hand-computed values, and the partitions of every backend
+(tests/_backends.py) against it. Ids are compared in first-occurrence numbering (_util.block_ids)."""
 import numpy as np
 import pytest
 
 import pyadr
 from pyadr import reference as ref
 
-from _util import DTYPES, exact_cfg, half_planes, int_data
+from _util import DTYPES, block_ids, block_state, exact_cfg, int_data
+
+
+def _linear_ids(be, x, w, cfg):
+    """Cluster ids (first-occurrence numbering) of linear_forward on backend be, and its ctx."""
+    _, ctx = pyadr.linear_forward(*be.put(x, w), reuse=cfg)
+    return block_ids(ctx, be), ctx
 
 S = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0], [0.0, 0.0], [2.0, -1.0]])
 P = np.array([[1.0, -1.0, 0.5], [1.0, 1.0, 0.0]])      # (L=2, H=3)
@@ -57,7 +64,7 @@ def test_reference_cluster_ids_first_occurrence():
 
 @pytest.mark.parametrize("hash_", ["sign", "l2"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_native_hand_example(hash_, dtype):
+def test_hand_example(backend, hash_, dtype):
     """Linear layer with L = in_features: one block, ids = cluster_ids(lsh_keys(x))."""
     x = S.astype(dtype)
     w = np.ones((1, 2), dtype)
@@ -67,24 +74,23 @@ def test_native_hand_example(hash_, dtype):
     else:
         cfg = pyadr.ReuseConfig(planes=P, hash="l2", width=1.0, offsets=[0.5, 0.0, 0.25])
         expected = [0, 1, 2, 3, 4]
-    _, ctx = pyadr.linear_forward(x, w, reuse=cfg)
-    np.testing.assert_array_equal(ctx.cluster_ids(), [expected])
+    np.testing.assert_array_equal(_linear_ids(backend, x, w, cfg)[0], [expected])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_native_distinguishes_bit_63(dtype):
+def test_distinguishes_bit_63(backend, dtype):
     """Two sub-vectors whose sign keys differ only in the top bit are different clusters."""
     planes = np.zeros((2, 64))
     planes[0, :63] = 1.0
     planes[1, 63] = 1.0
     x = np.array([[1, 1], [1, -1], [1, 1], [1, -1]], dtype)
-    _, ctx = pyadr.linear_forward(x, np.ones((1, 2), dtype), reuse=pyadr.ReuseConfig(planes=planes))
-    np.testing.assert_array_equal(ctx.cluster_ids(), [[0, 1, 0, 1]])
+    ids, _ = _linear_ids(backend, x, np.ones((1, 2), dtype), pyadr.ReuseConfig(planes=planes))
+    np.testing.assert_array_equal(ids, [[0, 1, 0, 1]])
 
 
 @pytest.mark.parametrize("H", [1, 16, 17, 32, 33, 64])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_native_l2_distinguishes_last_component(H, dtype):
+def test_l2_distinguishes_last_component(backend, H, dtype):
     """l2 tuples differing only in component H-1 are different clusters (all H compared)."""
     planes = np.zeros((2, H))
     planes[0, :] = 1.0
@@ -92,46 +98,44 @@ def test_native_l2_distinguishes_last_component(H, dtype):
     planes[0, H - 1] = 0.0
     x = np.array([[1, 3], [1, -3], [1, 3], [1, 0]], dtype)
     cfg = pyadr.ReuseConfig(planes=planes, hash="l2", width=2.0, offsets=np.zeros(H))
-    _, ctx = pyadr.linear_forward(x, np.ones((1, 2), dtype), reuse=cfg)
-    np.testing.assert_array_equal(ctx.cluster_ids(), [[0, 1, 0, 2]])
+    np.testing.assert_array_equal(_linear_ids(backend, x, np.ones((1, 2), dtype), cfg)[0], [[0, 1, 0, 2]])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("H", [1, 5, 8, 9, 16, 17, 31, 32, 33, 63, 64])
 @pytest.mark.parametrize("hash_", ["sign", "l2"])
-def test_native_ids_match_reference_keys(rng, H, hash_, dtype):
-    """Every H (padded hash widths 8/16/32/64 inside the core), exact projections: native ids are
+def test_ids_match_reference_keys(backend, rng, H, hash_, dtype):
+    """Every H (padded hash widths 8/16/32/64 inside the CPU core), exact projections: the ids are
     exactly the first-occurrence numbering of the reference keys, block by block."""
     x = int_data(rng, (200, 13), dtype, -1, 1)
     cfg = exact_cfg(rng, 5, H, hash=hash_)
-    _, ctx = pyadr.linear_forward(x, np.ones((2, 13), dtype), reuse=cfg)
-    ids = ctx.cluster_ids()
+    ids, ctx = _linear_ids(backend, x, np.ones((2, 13), dtype), cfg)
     for j, (s, e) in enumerate(ref.blocks(13, 5)):
         keys = ref.lsh_keys(x[:, s:e], ctx.planes, hash_, ctx.offsets, ctx.width)
         expected, counts = ref.cluster_ids(keys)
         np.testing.assert_array_equal(ids[j], expected)
-        np.testing.assert_array_equal(ctx.cluster_counts(j), counts)
+        np.testing.assert_array_equal(block_state(ctx, j, backend)[1], counts)
 
 
 @pytest.mark.parametrize("order", ["hwc", "chw"])
 @pytest.mark.parametrize("hash_", ["sign", "l2"])
 @pytest.mark.parametrize("C,L", [(8, 4), (8, 8), (6, 3), (6, 4), (5, 5)])
-def test_conv_ids_match_reference_keys(rng, order, hash_, C, L):
+def test_conv_ids_match_reference_keys(backend, rng, order, hash_, C, L):
     """Convolution with padding/stride/dilation, both hashing paths (hwc with L | C per pixel, and
     the generic one): ids from the reference keys of the reference im2col sub-vectors."""
     x = int_data(rng, (2, C, 7, 6), np.float32, -1, 1)
     w = np.ones((2, C, 3, 2), np.float32)
     cfg = exact_cfg(rng, L, 11, hash=hash_, order=order)
-    _, ctx = pyadr.conv2d_forward(x, w, stride=(2, 1), padding=(1, 2), dilation=(1, 2), reuse=cfg)
+    _, ctx = pyadr.conv2d_forward(*backend.put(x, w), stride=(2, 1), padding=(1, 2), dilation=(1, 2), reuse=cfg)
     X = ref.im2col(x, 3, 2, (2, 1), (1, 2), (1, 2), order)
-    ids = ctx.cluster_ids()
+    ids = block_ids(ctx, backend)
     for j, (s, e) in enumerate(ref.blocks(X.shape[1], L)):
         keys = ref.lsh_keys(X[:, s:e], ctx.planes, hash_, ctx.offsets, ctx.width)
         np.testing.assert_array_equal(ids[j], ref.cluster_ids(keys)[0], err_msg=f"block {j}")
 
 
 @pytest.mark.parametrize("hash_", ["sign", "l2"])
-def test_zero_subvectors_share_a_cluster(hash_):
+def test_zero_subvectors_share_a_cluster(backend, hash_):
     """Padding produces all-zero sub-vectors: one key (all-zero sign bits), hence one cluster."""
     x = np.ones((1, 1, 2, 2))
     w = np.ones((1, 1, 3, 3))
@@ -140,9 +144,9 @@ def test_zero_subvectors_share_a_cluster(hash_):
         cfg = pyadr.ReuseConfig(planes=planes)
     else:
         cfg = pyadr.ReuseConfig(planes=planes, hash="l2", width=1.0, offsets=np.zeros(4))
-    _, ctx = pyadr.conv2d_forward(x, w, padding=2, reuse=cfg)     # 4x4 output, 16 rows
+    _, ctx = pyadr.conv2d_forward(*backend.put(x, w), padding=2, reuse=cfg)     # 4x4 output, 16 rows
     X = ref.im2col(x, 3, 3, 1, 2, 1, "hwc")
-    ids = ctx.cluster_ids()
+    ids = block_ids(ctx, backend)
     for j in range(9):
         zero_rows = np.flatnonzero(X[:, j] == 0)
         assert len(zero_rows) > 1
