@@ -10,6 +10,7 @@
 //   lrn:       x, y, s, scale (batch, channels, spatial)
 //   relu:      x, y, dy, dx (n)
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -26,6 +27,12 @@ using pyadr_capi::guard;
 using pyadr_capi::need_ptr;
 
 std::string str(int64_t v) { return std::to_string(v); }
+
+std::string num(double v) {  // %g: 1e-09, not to_string's 0.000000
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
 
 // a * b for non-negative sizes, or an error naming `what` when it exceeds `limit`.
 int64_t mul_checked(int64_t a, int64_t b, int64_t limit, const char* what) {
@@ -79,9 +86,9 @@ Pool to_pool(const pyadr_pool_geom* c, size_t elem) {
     bad("g->pad_h/pad_w must be at most half of kernel_h/kernel_w (as PyTorch), got pad " + str(c->pad_h) + "x" +
         str(c->pad_w) + " for kernel " + str(c->kernel_h) + "x" + str(c->kernel_w));
   if (c->kernel_h > c->height + 2 * c->pad_h || c->kernel_w > c->width + 2 * c->pad_w)
-    bad("the window " + str(c->kernel_h) + "x" + str(c->kernel_w) + " is larger than the padded input " +
-        str(c->height + 2 * c->pad_h) + "x" + str(c->width + 2 * c->pad_w) +
-        " (height + 2*pad_h x width + 2*pad_w)");
+    bad("the window g->kernel_h x g->kernel_w = " + str(c->kernel_h) + "x" + str(c->kernel_w) +
+        " is larger than the padded input (height + 2*pad_h) x (width + 2*pad_w) = " +
+        str(c->height + 2 * c->pad_h) + "x" + str(c->width + 2 * c->pad_w));
   if (c->height * c->width > INT32_MAX)
     bad("g->height * g->width must be < 2^31 (argmax is an int32 index in the plane), got " +
         str(c->height) + " x " + str(c->width));
@@ -141,8 +148,8 @@ int64_t lrn_count(int64_t batch, int64_t channels, int64_t spatial, int size, si
 }
 
 void lrn_check_params(double alpha, double beta) {
-  if (!(std::isfinite(alpha) && alpha >= 0)) bad("alpha must be finite and >= 0, got " + std::to_string(alpha));
-  if (!std::isfinite(beta)) bad("beta must be finite, got " + std::to_string(beta));
+  if (!(std::isfinite(alpha) && alpha >= 0)) bad("alpha must be finite and >= 0, got " + num(alpha));
+  if (!std::isfinite(beta)) bad("beta must be finite, got " + num(beta));
 }
 
 template <class T>
@@ -150,8 +157,7 @@ void lrn_forward(int64_t batch, int64_t channels, int64_t spatial, int size, dou
                  const T* x, T* y, T* s, T* scale) {
   const int64_t n = lrn_count(batch, channels, spatial, size, sizeof(T));
   lrn_check_params(alpha, beta);
-  if (!(std::isfinite(k) && k > 0)) bad("k must be finite and > 0 (it keeps the denominator positive), got " +
-                                        std::to_string(k));
+  if (!(std::isfinite(k) && k > 0)) bad("k must be finite and > 0 (it keeps s positive), got " + num(k));
   need_ptr(x, "x");
   need_ptr(y, "y");
   const int64_t b = n * sizeof(T);

@@ -3,7 +3,8 @@
  * Max-pooling: hand-checked windows, ties, padding that never wins, NaN, a brute-force reference
  * on random data (values and argmax), backward routing every gradient to its argmax.
  * LRN: the formula written out directly, and the backward against central finite differences.
- * ReLU: hand-checked forward and backward. Both dtypes throughout. Bad arguments (NULL, sizes,
+ * ReLU: hand-checked forward and backward. Both dtypes throughout; results independent of the
+ * thread count (bit for bit). Bad arguments (NULL, sizes,
  * windows larger than the padded input, stale argmax, overlapping buffers) give
  * PYADR_ERR_INVALID_ARGUMENT and a message naming the function and the argument. */
 #include <math.h>
@@ -399,6 +400,35 @@ static void test_relu(void) {
   }
 }
 
+/* Results do not depend on the thread count: bit-identical on 1 and 3 threads (planes and
+ * images are split over the threads, never one sum). */
+static void test_thread_count_invariance(void) {
+  enum { B = 5, C = 7, H = 11, W = 10, N = B * C * H * W, NP = B * C * 6 * 5 };
+  static float x[N], dy[N], py[2][NP], pdx[2][N], ly[2][N], ls[2][N], lsc[2][N], ldx[2][N];
+  static int32_t pa[2][NP];
+  const int saved = pyadr_get_num_threads();
+  pyadr_pool_geom g;
+  int i, t;
+  for (i = 0; i < N; ++i) {
+    x[i] = (float)(4 * urand() - 2);
+    dy[i] = (float)(urand() - 0.5);
+  }
+  pyadr_pool_geom_init(&g, B, C, H, W, 3, 3);
+  g.stride_h = g.stride_w = 2;
+  g.pad_h = g.pad_w = 1; /* 11x10 -> 6x5 */
+  for (t = 0; t < 2; ++t) {
+    CHECK_OK(pyadr_set_num_threads(t == 0 ? 1 : 3));
+    CHECK_OK(pyadr_maxpool2d_forward(&g, x, py[t], pa[t]));
+    CHECK_OK(pyadr_maxpool2d_backward(&g, dy, pa[t], pdx[t]));
+    CHECK_OK(pyadr_lrn_forward(B, C, H * W, 5, 0.5, 0.75, 1.0, x, ly[t], ls[t], lsc[t]));
+    CHECK_OK(pyadr_lrn_backward(B, C, H * W, 5, 0.5, 0.75, x, ls[t], lsc[t], dy, ldx[t]));
+  }
+  CHECK_OK(pyadr_set_num_threads(saved));
+  CHECK(memcmp(py[0], py[1], sizeof py[0]) == 0 && memcmp(pa[0], pa[1], sizeof pa[0]) == 0);
+  CHECK(memcmp(pdx[0], pdx[1], sizeof pdx[0]) == 0);
+  CHECK(memcmp(ly[0], ly[1], sizeof ly[0]) == 0 && memcmp(ldx[0], ldx[1], sizeof ldx[0]) == 0);
+}
+
 int main(void) {
   test_maxpool_hand();
   test_maxpool_pad_overlap_f64_nan();
@@ -408,6 +438,7 @@ int main(void) {
   test_lrn_random();
   test_lrn_errors();
   test_relu();
+  test_thread_count_invariance();
   if (g_failures) {
     fprintf(stderr, "test_c_api_nn: %d failure(s)\n", g_failures);
     return 1;
