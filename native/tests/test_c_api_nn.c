@@ -4,9 +4,9 @@
  * on random data (values and argmax), backward routing every gradient to its argmax.
  * LRN: the formula written out directly, and the backward against central finite differences.
  * ReLU: hand-checked forward and backward. Both dtypes throughout; results independent of the
- * thread count (bit for bit). Bad arguments (NULL, sizes,
- * windows larger than the padded input, stale argmax, overlapping buffers) give
- * PYADR_ERR_INVALID_ARGUMENT and a message naming the function and the argument. */
+ * thread count (bit for bit). Bad arguments (NULL, sizes, windows larger than the padded input,
+ * stale argmax, overlapping buffers) give PYADR_ERR_INVALID_ARGUMENT and a message naming the
+ * function and the argument. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
