@@ -3,7 +3,8 @@
  *   conv1 5x5 64 -> ReLU -> maxpool 3x3/2 -> conv2 5x5 64 -> ReLU -> maxpool 3x3/2
  *   -> FC 384 -> ReLU -> FC 192 -> ReLU -> FC 10
  * (a file exported from a trainer checkpoint also has the trainer's local response normalisation
- * after conv1's pool and before conv2's, and its input normalisation)
+ * after conv1's pool and before conv2's, and its input normalisation). Every layer runs through
+ * the C API: convolutions and linear layers, and ReLU, max-pooling and LRN (pyadr.h's nn ops).
  *
  * Weights come from a pyadr weights file (docs/edge.md; written by pyadr/export.py) or, without
  * --weights, are drawn at random (He init) for the Fashion-MNIST shape 1x28x28. Inputs come from
@@ -13,11 +14,8 @@
  * pyadr/reuse_cache.h, which keeps centroid products across batches). It prints the total time of
  * each, of conv2 alone, the mean remaining ratio and the agreement of the logits with exact.
  *
- * Usage: pyadr_edge [--weights FILE] [--images FILE.idx] [--labels FILE.idx] [--batch N]
- *                   [--reps R] [--L L] [--H H] [--threads T] [--cache] [--seed S]
- *                   [--dump FILE]   (writes the inputs and the exact logits, raw float32)
+ * Usage: see usage() below, or run pyadr_edge --help.
  */
-#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,6 +50,37 @@ typedef struct {
 static void die(const char* msg) {
   fprintf(stderr, "pyadr_edge: %s\n", msg);
   exit(1);
+}
+
+static void usage(FILE* out) {
+  fputs("usage: pyadr_edge [--weights FILE] [--images FILE.idx] [--labels FILE.idx] [--batch N]\n"
+        "                  [--reps R] [--L L] [--H H] [--threads T] [--cache] [--seed S] [--dump FILE]\n"
+        "\n"
+        "Runs a CifarNet-style forward pass over the pyadr C API on a stream of R batches of N images,\n"
+        "once exact and once with deep reuse on conv2, and prints times, remaining ratio and agreement.\n"
+        "\n"
+        "  --weights FILE    pyadr weights file (pyadr export); default: random He-initialised CifarNet\n"
+        "  --images FILE     uncompressed IDX3 ubyte images (gunzip t10k-images-idx3-ubyte.gz first);\n"
+        "                    default: synthetic smooth images\n"
+        "  --labels FILE     uncompressed IDX1 ubyte labels: also print the accuracy of both passes\n"
+        "  --batch N         images per batch (default 64)\n"
+        "  --reps R          batches in the stream (default 5)\n"
+        "  --L L, --H H      conv2's sub-vector length and hash bits (default 32, 10)\n"
+        "  --threads T       threads of the kernels (default: OpenMP's)\n"
+        "  --cache           run conv2 through the inference reuse cache (pyadr/reuse_cache.h)\n"
+        "  --seed S          seed of the synthetic data, random weights and hash planes (default 0)\n"
+        "  --dump FILE       write the inputs, then the exact logits, as raw float32\n"
+        "  --help, -h        print this and exit\n",
+        out);
+}
+
+static int takes_value(const char* opt) {
+  static const char* const opts[] = {"--weights", "--images", "--labels", "--dump", "--batch",
+                                     "--reps",    "--L",      "--H",      "--threads", "--seed"};
+  size_t i;
+  for (i = 0; i < sizeof opts / sizeof opts[0]; ++i)
+    if (!strcmp(opt, opts[i])) return 1;
+  return 0;
 }
 
 static void check(pyadr_status s, const char* what) {
@@ -281,59 +310,39 @@ static float* synthetic_images(size_t batch, const model* m) {
 }
 
 /* ---- the forward pass --------------------------------------------------------------------- */
-static void relu(float* x, size_t n) {
-  size_t i;
-  for (i = 0; i < n; ++i)
-    if (x[i] < 0) x[i] = 0;
+/* The layers between the convolutions run through the C API's nn ops (pyadr_relu_forward,
+ * pyadr_maxpool2d_forward, pyadr_lrn_forward: the kernels pyadr.nn runs in Python). None works in
+ * place, so each writes the other scratch buffer; these return the buffer now holding the data. */
+static float* other_buffer(const float* p, float* bufA, float* bufB) { return p == bufA ? bufB : bufA; }
+
+static float* relu_layer(float* x, size_t n, float* bufA, float* bufB) {
+  float* y = other_buffer(x, bufA, bufB);
+  check(pyadr_relu_forward((int64_t)n, x, y), "pyadr_relu_forward");
+  return y;
 }
 
-static void maxpool(const float* x, size_t BC, size_t H, size_t W, const layer* L, float* y, size_t* OH, size_t* OW) {
-  const size_t k = L->pool_k, s = L->pool_s, p = L->pool_p;
-  const size_t oh = (H + 2 * p - k) / s + 1, ow = (W + 2 * p - k) / s + 1;
-  size_t c, i, j, a, b;
-  for (c = 0; c < BC; ++c)
-    for (i = 0; i < oh; ++i)
-      for (j = 0; j < ow; ++j) {
-        float best = -FLT_MAX;
-        for (a = 0; a < k; ++a)
-          for (b = 0; b < k; ++b) {
-            const long r = (long)(i * s + a) - (long)p, q = (long)(j * s + b) - (long)p;
-            if (r < 0 || q < 0 || r >= (long)H || q >= (long)W) continue;
-            if (x[(c * H + (size_t)r) * W + (size_t)q] > best) best = x[(c * H + (size_t)r) * W + (size_t)q];
-          }
-        y[(c * oh + i) * ow + j] = best;
-      }
-  *OH = oh;
-  *OW = ow;
+static float* maxpool_layer(float* x, size_t B, size_t C, size_t* H, size_t* W, const layer* L, float* bufA,
+                            float* bufB) {
+  float* y = other_buffer(x, bufA, bufB);
+  pyadr_pool_geom g;
+  int64_t oh, ow;
+  pyadr_pool_geom_init(&g, (int64_t)B, (int64_t)C, (int64_t)*H, (int64_t)*W, L->pool_k, L->pool_k);
+  g.stride_h = g.stride_w = L->pool_s;
+  g.pad_h = g.pad_w = L->pool_p;
+  check(pyadr_maxpool2d_output_shape(&g, &oh, &ow), "pyadr_maxpool2d_output_shape");
+  check(pyadr_maxpool2d_forward(&g, x, y, NULL), "pyadr_maxpool2d_forward");
+  *H = (size_t)oh;
+  *W = (size_t)ow;
+  return y;
 }
 
-/* Local response normalisation across channels, in place (torch.nn.LocalResponseNorm):
- * y_c = x_c / (k + alpha/n * sum_{c' in [c - n/2, c + (n-1)/2]} x_c'^2)^beta; one image at a time,
- * channel by channel over contiguous pixels (beta = 0.75 via two square roots, as pyadr.nn). */
-static void lrn(float* x, size_t B, size_t C, size_t HW, const layer* L) {
-  const long n = (long)L->lrn_size, lo = n / 2, hi = (n - 1) / 2;
-  const float a = L->lrn_alpha / (float)n, beta = L->lrn_beta, k = L->lrn_k;
-  float* sq = (float*)xmalloc(C * HW * sizeof(float));
-  float* s = (float*)xmalloc(HW * sizeof(float));
-  size_t b, p;
-  long c, d;
-  for (b = 0; b < B; ++b) {
-    float* v = x + b * C * HW;
-    for (p = 0; p < C * HW; ++p) sq[p] = v[p] * v[p];
-    for (c = 0; c < (long)C; ++c) {
-      for (p = 0; p < HW; ++p) s[p] = 0;
-      for (d = c - lo; d <= c + hi; ++d)
-        if (d >= 0 && d < (long)C)
-          for (p = 0; p < HW; ++p) s[p] += sq[(size_t)d * HW + p];
-      for (p = 0; p < HW; ++p) {
-        const float t = k + a * s[p];
-        const float scale = beta == 0.75f ? 1.0f / (sqrtf(t) * sqrtf(sqrtf(t))) : powf(t, -beta);
-        v[(size_t)c * HW + p] *= scale;
-      }
-    }
-  }
-  free(sq);
-  free(s);
+/* Local response normalisation across channels (torch.nn.LocalResponseNorm); inference: no s. */
+static float* lrn_layer(float* x, size_t B, size_t C, size_t HW, const layer* L, float* bufA, float* bufB) {
+  float* y = other_buffer(x, bufA, bufB);
+  check(pyadr_lrn_forward((int64_t)B, (int64_t)C, (int64_t)HW, (int)L->lrn_size, L->lrn_alpha, L->lrn_beta,
+                          L->lrn_k, x, y, NULL, NULL),
+        "pyadr_lrn_forward");
+  return y;
 }
 
 typedef struct {
@@ -387,14 +396,11 @@ static void forward(const model* m, const float* x, size_t batch, float* bufA, f
       OH = OW = 1;
     }
     if (reuse) o->reuse_layer_s = now_s() - t0;
-    if (L->relu) relu(nxt, batch * OC * OH * OW);
-    if (L->lrn_pos == 1) lrn(nxt, batch, OC, OH * OW, L);
-    if (L->pool_k) {
-      float* dst = nxt == bufA ? bufB : bufA;
-      maxpool(nxt, batch * OC, OH, OW, L, dst, &OH, &OW);
-      nxt = dst;
-    }
-    if (L->lrn_pos == 2) lrn(nxt, batch, OC, OH * OW, L);
+    /* cur is consumed: from here on the two scratch buffers alternate */
+    if (L->relu) nxt = relu_layer(nxt, batch * OC * OH * OW, bufA, bufB);
+    if (L->lrn_pos == 1) nxt = lrn_layer(nxt, batch, OC, OH * OW, L, bufA, bufB);
+    if (L->pool_k) nxt = maxpool_layer(nxt, batch, OC, &OH, &OW, L, bufA, bufB);
+    if (L->lrn_pos == 2) nxt = lrn_layer(nxt, batch, OC, OH * OW, L, bufA, bufB);
     C = OC;
     H = OH;
     W = OW;
@@ -428,8 +434,21 @@ int main(int argc, char** argv) {
   for (li = 1; li < argc; ++li) {
     const char* a = argv[li];
     const char* v = li + 1 < argc ? argv[li + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      return 0;
+    }
     if (!strcmp(a, "--cache")) { use_cache = 1; continue; }
-    if (!v) die("missing value after an option (see the header of pyadr_edge.c)");
+    if (!takes_value(a)) {
+      fprintf(stderr, "pyadr_edge: unknown option %s\n", a);
+      usage(stderr);
+      return 2;
+    }
+    if (!v) {
+      fprintf(stderr, "pyadr_edge: missing value after %s\n", a);
+      usage(stderr);
+      return 2;
+    }
     if (!strcmp(a, "--weights")) weights = v;
     else if (!strcmp(a, "--images")) images = v;
     else if (!strcmp(a, "--labels")) labels = v;
@@ -439,8 +458,7 @@ int main(int argc, char** argv) {
     else if (!strcmp(a, "--L")) L = atoi(v);
     else if (!strcmp(a, "--H")) H = atoi(v);
     else if (!strcmp(a, "--threads")) threads = atoi(v);
-    else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
-    else die("unknown option");
+    else seed = strtoull(v, NULL, 10); /* --seed */
     ++li;
   }
   if (batch < 1 || reps < 1) die("--batch and --reps must be >= 1");

@@ -177,6 +177,81 @@ PYADR_API pyadr_status pyadr_linear_backward(const pyadr_context* ctx, const flo
 PYADR_API pyadr_status pyadr_linear_backward_f64(const pyadr_context* ctx, const double* dy, double* dx,
                                                  double* dw, double* db);
 
+/* ==== nn ops: max-pooling, local response normalisation, ReLU (native/src/c_api_nn.cpp) ======
+ * The layers between the convolutions of CifarNet/AlexNet-style models, so that a forward (or a
+ * training step) in C needs nothing but this header. They run the kernels pyadr.nn runs on NumPy
+ * arrays (MaxPool2d, LocalResponseNorm, ReLU). Conventions as above: a pyadr_status per call,
+ * pyadr_last_error() names the bad argument, dense C-contiguous arrays in the function's dtype
+ * (float; double for *_f64), every output caller-allocated (nothing to free). Outputs must not
+ * overlap inputs (no in-place call): an overlap is PYADR_ERR_INVALID_ARGUMENT. Each call is
+ * independent (no state); distinct calls may run concurrently on distinct outputs. */
+
+/* One max-pooling of x (batch, channels, height, width) to y (batch, channels, OH, OW), with
+ *   OH = (height + 2*pad_h - kernel_h) / stride_h + 1   (same for OW; floor, as PyTorch's default).
+ * Constraints (PYADR_ERR_INVALID_ARGUMENT otherwise): batch, channels, height, width, kernel,
+ * stride >= 1, pad >= 0, every field < 2^31, height*width < 2^31, 2*pad <= kernel (PyTorch's
+ * rule: every window holds an input element), kernel <= padded input (height + 2*pad_h, ...). */
+typedef struct pyadr_pool_geom {
+  int64_t batch, channels, height, width;
+  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+} pyadr_pool_geom;
+
+/* Fills *g with the shapes, stride = kernel (PyTorch's default), padding 0. g must not be NULL. */
+PYADR_API void pyadr_pool_geom_init(pyadr_pool_geom* g, int64_t batch, int64_t channels, int64_t height,
+                                    int64_t width, int64_t kernel_h, int64_t kernel_w);
+
+/* Validates *g and writes OH and OW (either pointer may be NULL). */
+PYADR_API pyadr_status pyadr_maxpool2d_output_shape(const pyadr_pool_geom* g, int64_t* out_h, int64_t* out_w);
+
+/* y[b, c, oh, ow] = max of x[b, c] over the window at (oh*stride_h - pad_h, ow*stride_w - pad_w);
+ * padding never wins, NaN propagates. argmax (batch, channels, OH, OW) int32 receives the flat
+ * in-plane index (i*width + j) of each window's first maximum in row-major window order
+ * (PyTorch's tie rule); argmax may be NULL (inference). x, y required. */
+PYADR_API pyadr_status pyadr_maxpool2d_forward(const pyadr_pool_geom* g, const float* x, float* y, int32_t* argmax);
+PYADR_API pyadr_status pyadr_maxpool2d_forward_f64(const pyadr_pool_geom* g, const double* x, double* y,
+                                                   int32_t* argmax);
+
+/* dx (batch, channels, height, width) = 0, then dx[b, c, argmax[b, c, o]] += dy[b, c, o]: each
+ * gradient goes to its window's maximum. dy and argmax (batch, channels, OH, OW) with the argmax
+ * written by the forward with the same *g; an index outside the plane is
+ * PYADR_ERR_INVALID_ARGUMENT (dx then untouched). dy, argmax, dx required. */
+PYADR_API pyadr_status pyadr_maxpool2d_backward(const pyadr_pool_geom* g, const float* dy, const int32_t* argmax,
+                                                float* dx);
+PYADR_API pyadr_status pyadr_maxpool2d_backward_f64(const pyadr_pool_geom* g, const double* dy,
+                                                    const int32_t* argmax, double* dx);
+
+/* Local response normalisation across channels (torch.nn.LocalResponseNorm) of x (batch,
+ * channels, spatial), spatial = height*width of an NCHW tensor:
+ *   s[b, c, p] = k + alpha/size * sum_{c' in [c - size/2, c + (size-1)/2], 0 <= c' < channels} x[b, c', p]^2
+ *   y = x * s^-beta     (beta = 0.75 takes two square roots instead of pow, as pyadr.nn)
+ * size >= 1, alpha finite >= 0, beta finite, k finite > 0 (so s > 0). x, y required. s and scale
+ * (= s^-beta), both (batch, channels, spatial), receive what the backward needs; pass NULL for
+ * both in inference (s then lives in a workspace the call allocates and frees). alpha, beta, k
+ * are converted to the call's dtype. */
+PYADR_API pyadr_status pyadr_lrn_forward(int64_t batch, int64_t channels, int64_t spatial, int size, double alpha,
+                                         double beta, double k, const float* x, float* y, float* s, float* scale);
+PYADR_API pyadr_status pyadr_lrn_forward_f64(int64_t batch, int64_t channels, int64_t spatial, int size,
+                                             double alpha, double beta, double k, const double* x, double* y,
+                                             double* s, double* scale);
+
+/* Gradient of pyadr_lrn_forward for upstream dy (batch, channels, spatial):
+ *   dx_c = dy_c scale_c - 2 alpha beta / size * x_c * sum_{c': c in window(c')} dy_c' x_c' scale_c' / s_c'
+ * x, s, scale are the forward's input and outputs (same size, alpha, beta); all pointers required. */
+PYADR_API pyadr_status pyadr_lrn_backward(int64_t batch, int64_t channels, int64_t spatial, int size, double alpha,
+                                          double beta, const float* x, const float* s, const float* scale,
+                                          const float* dy, float* dx);
+PYADR_API pyadr_status pyadr_lrn_backward_f64(int64_t batch, int64_t channels, int64_t spatial, int size,
+                                              double alpha, double beta, const double* x, const double* s,
+                                              const double* scale, const double* dy, double* dx);
+
+/* ReLU on n >= 0 values of any layout: y = x < 0 ? 0 : x (NaN propagates). Backward (PyTorch's
+ * threshold_backward): dx = y > 0 ? dy : 0, from the forward's output y. All pointers required. */
+PYADR_API pyadr_status pyadr_relu_forward(int64_t n, const float* x, float* y);
+PYADR_API pyadr_status pyadr_relu_forward_f64(int64_t n, const double* x, double* y);
+PYADR_API pyadr_status pyadr_relu_backward(int64_t n, const float* y, const float* dy, float* dx);
+PYADR_API pyadr_status pyadr_relu_backward_f64(int64_t n, const double* y, const double* dy, double* dx);
+/* ==== end of nn ops ======================================================================== */
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
