@@ -8,7 +8,7 @@ The model is CifarNet-shaped (conv 5x5 64 -> ReLU -> maxpool 3/2 -> conv 5x5 64 
 maxpool 3/2 -> FC 384 -> 192 -> 10). conv2 runs with deep reuse: l2 L=64 H=12 in the first 40 %
 of training, H=16 next, exact for the last quarter (the adaptive schedule of the ICDE 2019 paper
 in its simplest form, with pyadr's default rungs). --export writes the trained weights as .npz with
-the names pyadr.export expects (then: python -m pyadr.export model.npz model.bin).
+the names pyadr.export expects (then: pyadr export model.npz model.bin).
 """
 import argparse
 import time
@@ -107,7 +107,7 @@ def main():
     if a.export:
         arrays = {k: v.detach().numpy() for k, v in model.state_dict().items()}
         np.savez(a.export, **arrays)
-        print(f"wrote {a.export} (then: python -m pyadr.export {a.export} model.bin)")
+        print(f"wrote {a.export} (then: pyadr export {a.export} model.bin)")
 
 
 if __name__ == "__main__":

@@ -3,14 +3,12 @@
     from pyadr.export import export_weights, cifarnet_layers
     export_weights(cifarnet_layers(arrays), "model.bin", input_shape=(1, 28, 28))
 
-    python -m pyadr.export CHECKPOINT.npz out.bin [--input-shape 1,28,28]
-    python -m pyadr.export --random out.bin [--seed 0]
-
-    python -m pyadr export runs/x/best.npz out.bin     # a trainer checkpoint (pyadr train)
+    pyadr export CHECKPOINT.npz out.bin [--input-shape 1,28,28]   # arrays or a trainer checkpoint
+    pyadr export --random out.bin [--seed 0]
 
 This module is the library part (layer 4: it imports only NumPy and, for layers_from_model,
 pyadr.nn); the command line, which reads trainer checkpoints through pyadr.train, is
-pyadr/cli/export.py. `python -m pyadr.export` and `main` forward to it.
+pyadr/cli/export.py (`pyadr export`).
 
 Layout (all little-endian): magic b"PADR", u32 version (2), u32 in_c, in_h, in_w, u32 layer
 count, f32 mean (in_c), f32 std (in_c) (inputs are normalised as (pixel/255 - mean) / std), then
@@ -24,7 +22,6 @@ Version 1 files (no mean/std, no LRN fields) are still read.
 from __future__ import annotations
 
 import struct
-import sys
 
 import numpy as np
 
@@ -230,15 +227,3 @@ def random_cifarnet(input_shape=(1, 28, 28), seed=0):
         arrays[f"{name}.weight"] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
         arrays[f"{name}.bias"] = np.full(shape[0], 0.01, np.float32)
     return arrays
-
-
-def main(argv=None):
-    """`python -m pyadr.export ...` = `pyadr export ...` (kept for scripts and examples/): the
-    command line of pyadr/cli/export.py. The only import from pyadr.cli below it, on a call
-    (tests/test_layering.py lists it as the one allowed upward edge)."""
-    from .cli.export import main as export_main
-    return export_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

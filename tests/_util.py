@@ -91,7 +91,7 @@ def block_state(ctx, j, be=None):
 
 def gpu_groups(ctx):
     """The block groups of a pyadr.gpu reuse context (private state: the one place tests read it)."""
-    return ctx._gpu["groups"]
+    return ctx._gpu.groups
 
 
 def compare_state(ctx, rctx, dtype, be=None):

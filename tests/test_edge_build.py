@@ -9,6 +9,7 @@ import pytest
 
 import pyadr
 from pyadr import export
+from pyadr.cli import export as export_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,7 +45,7 @@ def test_export_trainer_checkpoint(tmp_path):
     meta = {"model_spec": {"name": "cifarnet", "in_shape": [1, 28, 28], "num_classes": 10, "width": 0.25},
             "data_norm": {"mean": [0.25], "std": [0.5]}, "config": {"dataset": "synthetic"}}
     save_checkpoint(str(tmp_path / "best.npz"), model, SGD(model.parameters(), lr=0.1), meta)
-    assert export.main([str(tmp_path / "best.npz"), str(tmp_path / "m.bin")]) == 0
+    assert export_cli.main([str(tmp_path / "best.npz"), str(tmp_path / "m.bin")]) == 0
     shape, layers, mean, std = export.read_weights(tmp_path / "m.bin")
     assert shape == (1, 28, 28) and mean.tolist() == [0.25] and std.tolist() == [0.5]
     assert [l["name"] for l in layers] == ["conv1", "conv2", "fc1", "fc2", "fc3"]
@@ -65,7 +66,7 @@ def _lrn(x, size, alpha, beta, k):
 def test_export_main_npz(tmp_path):
     arrays = export.random_cifarnet((1, 28, 28), seed=1)
     np.savez(tmp_path / "ck.npz", **arrays)
-    assert export.main([str(tmp_path / "ck.npz"), str(tmp_path / "o.bin")]) == 0
+    assert export_cli.main([str(tmp_path / "ck.npz"), str(tmp_path / "o.bin")]) == 0
     _, layers, _, _ = export.read_weights(tmp_path / "o.bin")
     np.testing.assert_array_equal(layers[2]["weight"], arrays["fc1.weight"])
 

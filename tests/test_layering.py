@@ -48,11 +48,7 @@ RESTRICTED = {
     "pyadr._context": (),
 }
 # (importer, imported) -> why. Each one is an exception to (a) and (b) and must still exist.
-ALLOWED = {
-    ("pyadr.export", "pyadr.cli.export"):
-        "pyadr.export.main (and `python -m pyadr.export`) forward to the `pyadr export` command line, "
-        "on a call; kept for examples/ and tests/test_edge_build.py, which call it",
-}
+ALLOWED = {}     # (importer, imported) -> why an upward edge is allowed; none today
 EXTENSIONS = ("pyadr._native",)      # compiled modules: no .py source to parse
 
 
