@@ -43,6 +43,7 @@ pyadr::ConvGeom to_geom(const pyadr_conv_geom* c) {
 namespace {
 
 using pyadr_capi::bad;
+using pyadr_capi::bad_type;
 using pyadr_capi::fail;
 using pyadr_capi::guard;
 using pyadr_capi::g_last_error;
@@ -180,10 +181,10 @@ void backward(Kind kind, const pyadr_context* ctx, const T* dy, T* dx, T* dw, T*
   need_ptr(dy, "dy");
   const char* fwd = kind == Kind::Conv ? "pyadr_conv2d_forward" : "pyadr_linear_forward";
   if (ctx->kind != kind)
-    bad(std::string("ctx must come from ") + fwd + ", got a context of a " +
-        (ctx->kind == Kind::Conv ? "conv2d" : "linear") + " call");
+    bad_type(std::string("ctx must come from ") + fwd + ", got a context of a " +
+             (ctx->kind == Kind::Conv ? "conv2d" : "linear") + " call");
   if (ctx->dtype != dtype_code<T>())
-    bad(std::string("dtype mismatch: the context is ") + (ctx->dtype == 0 ? "float32" : "float64") +
+    bad_type(std::string("dtype mismatch: the context is ") + (ctx->dtype == 0 ? "float32" : "float64") +
         "; use the " + (ctx->dtype == 0 ? "float32" : "_f64") + " backward");
   if (const auto* st = get_state(*ctx, static_cast<T*>(nullptr))) {
     pyadr::conv2d_backward_reuse<T>(*st, dy, dx, dw, db);

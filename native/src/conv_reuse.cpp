@@ -16,7 +16,6 @@
 // block groups in turn as in the reconstruction, each image unpadded to NCHW once complete.
 #include <algorithm>
 #include <atomic>
-#include <mutex>
 #include <string>
 
 #include "cluster.hpp"
@@ -34,21 +33,6 @@ using detail::Run;
 constexpr int64_t kTileRows = 64;
 // Blocks that share one sweep of the input (see conv2d_forward_reuse).
 constexpr int64_t kChunkBlocks = 4;
-
-// Exceptions must not leave an OpenMP region: the first one is kept and rethrown after it.
-struct ErrorTrap {
-  std::mutex mu;
-  std::string msg;
-  bool failed = false;
-  void capture(const char* what) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (!failed) msg = what;
-    failed = true;
-  }
-  void rethrow() const {
-    if (failed) throw Error(msg);
-  }
-};
 
 struct Blocks {
   int64_t nb = 0;
@@ -97,23 +81,18 @@ std::vector<int64_t> block_groups(int64_t nb, F bytes) {
 // Runs `body(j)` for every block: blocks in parallel when there are enough of them; otherwise
 // serially, leaving the threads to the GEMMs inside.
 template <class F>
-void for_each_block(int64_t nb, ErrorTrap& trap, F body) {
+void for_each_block(int64_t nb, F body) {
   const int nt = detail::threads_for(nb);
   if (nt > 1 && nb >= num_threads()) {
+    detail::ParallelErrors errors;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
 #endif
-    for (int64_t j = 0; j < nb; ++j) {
-      try {
-        body(j);
-      } catch (const std::exception& e) {
-        trap.capture(e.what());
-      }
-    }
+    for (int64_t j = 0; j < nb; ++j) errors.run([&] { body(j); });
+    errors.rethrow();
   } else {
     for (int64_t j = 0; j < nb; ++j) body(j);
   }
-  trap.rethrow();
 }
 
 template <class T>
@@ -145,20 +124,21 @@ PixelKeys pixel_keys(const T* xp, int64_t count, int L, const ReuseParams<T>& p,
   if (tuples) keys.q.resize(static_cast<size_t>(count) * p.H);
   else keys.keys.resize(count);
   const int64_t ntiles = (count + kTileRows - 1) / kTileRows;
-  ErrorTrap trap;
+  detail::ParallelErrors errors;
   std::atomic<bool> overflow{false};
 #ifdef _OPENMP
 #pragma omp parallel num_threads(detail::threads_for(ntiles))
 #endif
   {
-    Buffer<T> proj(kTileRows * HB);
+    Buffer<T> proj;
+    errors.run([&] { proj.resize(kTileRows * HB); });
     const T* rows[kTileRows];
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t t = 0; t < ntiles; ++t) {
       const int64_t r0 = t * kTileRows, len = std::min(kTileRows, count - r0);
-      try {
+      errors.run([&] {
         for (int64_t r = 0; r < len; ++r) rows[r] = xp + (r0 + r) * L;
         detail::lsh_project(rows, len, L, Pp, HB, proj.data());
         if (p.hash == HashKind::Sign)
@@ -167,12 +147,10 @@ PixelKeys pixel_keys(const T* xp, int64_t count, int L, const ReuseParams<T>& p,
           detail::lsh_l2_keys(proj.data(), len, HB, p.H, p.offsets, p.width, keys.q.data() + r0 * p.H);
         else if (!detail::lsh_l2_packed_keys(proj.data(), len, HB, p.H, p.offsets, p.width, keys.keys.data() + r0))
           overflow = true;
-      } catch (const std::exception& e) {
-        trap.capture(e.what());
-      }
+      });
     }
   }
-  trap.rethrow();
+  errors.rethrow();
   keys.ok = !overflow;
   return keys;
 }
@@ -437,7 +415,6 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
   st->counts.resize(nb);
   st->centroids.resize(nb);
   const int64_t group_rows = p.scope == Scope::Batch ? N : P;
-  ErrorTrap trap;
   // Blocks are grouped in chunks; a chunk's blocks advance together tile by tile, so a tile of
   // input rows is read from cache by all of them (one sweep of the input per chunk, not per block).
   const std::vector<int64_t> rbase = detail::row_bases(g, lay);
@@ -452,7 +429,7 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
   const int64_t nt = num_threads();
   int64_t nchunks = std::max<int64_t>(1, (nb + kChunkBlocks - 1) / kChunkBlocks);
   if (nb >= nt) nchunks = std::min(nb, (nchunks + nt - 1) / nt * nt);
-  for_each_block(nchunks, trap, [&](int64_t c) {
+  for_each_block(nchunks, [&](int64_t c) {
     const int64_t j0 = c * nb / nchunks, j1 = (c + 1) * nb / nchunks;
     std::vector<std::unique_ptr<BlockGrouper<T>>> gr;
     for (int64_t j = j0; j < j1; ++j)
@@ -484,7 +461,7 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
   detail::weights_to_matrix(g, p.order, w, st->Wm.data());
   // Reduced GEMM: Yc_j (nc_j, M) = centroids_j (nc_j, Lj) . Wm_j (Lj, M).
   std::vector<UninitVector<T>> Yc(nb);  // uninitialised: the GEMM writes every value
-  for_each_block(nb, trap, [&](int64_t j) {
+  for_each_block(nb, [&](int64_t j) {
     const int64_t nc = st->clusters(j), Lj = bl.len[j];
     Yc[j].resize(static_cast<size_t>(std::max<int64_t>(nc, 1)) * M);
     gemm<T>(false, false, nc, M, Lj, T(1), st->centroids[j].data(), Lj, st->Wm.data() + bl.k0[j] * M, M, T(0),
@@ -499,6 +476,7 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
   const int64_t ngroups = static_cast<int64_t>(grp.size()) - 1;
   Buffer<T> Yr(ngroups > 1 ? static_cast<size_t>(N) * M : 0);
   const int64_t ntiles = (N + kTileRows - 1) / kTileRows;
+  detail::ParallelErrors errors;
   for (int64_t gi = 0; gi < ngroups; ++gi) {
     const int64_t j0 = grp[gi], j1 = grp[gi + 1];
     const bool last = gi == ngroups - 1;
@@ -506,18 +484,22 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
 #pragma omp parallel num_threads(detail::threads_for(ntiles))
 #endif
     {
-      Buffer<T> acc(kTileRows * M);
+      Buffer<T> acc;
+      errors.run([&] { acc.resize(kTileRows * M); });
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
       for (int64_t t = 0; t < ntiles; ++t) {
-        const int64_t n0 = t * kTileRows, len = std::min(kTileRows, N - n0);
-        T* out = last ? acc.data() : Yr.data() + n0 * M;
-        if (last && gi > 0) std::memcpy(out, Yr.data() + n0 * M, sizeof(T) * len * M);
-        detail::gather_sum(out, yc.data() + j0, st->ids.data() + j0 * N + n0, N, j1 - j0, len, M, gi > 0);
-        if (last) detail::store_rows_nchw(g, n0, len, acc.data(), b, y);
+        errors.run([&] {
+          const int64_t n0 = t * kTileRows, len = std::min(kTileRows, N - n0);
+          T* out = last ? acc.data() : Yr.data() + n0 * M;
+          if (last && gi > 0) std::memcpy(out, Yr.data() + n0 * M, sizeof(T) * len * M);
+          detail::gather_sum(out, yc.data() + j0, st->ids.data() + j0 * N + n0, N, j1 - j0, len, M, gi > 0);
+          if (last) detail::store_rows_nchw(g, n0, len, acc.data(), b, y);
+        });
       }
     }
+    errors.rethrow();
   }
   return st;
 }
@@ -540,13 +522,12 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
   if (!dx && !dw) return;
   std::vector<T> dWm(dw ? static_cast<size_t>(K) * M : 0);
   std::vector<UninitVector<T>> D(dx ? nb : 0);  // uninitialised: the GEMM writes every value
-  ErrorTrap trap;
-  for_each_block(nb, trap, [&](int64_t j) {
+  for_each_block(nb, [&](int64_t j) {
     const int64_t nc = s.clusters(j), Lj = s.block_len(j), k0 = j * s.L;
     UninitVector<T> G(static_cast<size_t>(nc) * M);  // every row written: first member copied
     const int32_t* ids = s.ids.data() + j * N;
     if (detail::scatter_first(G.data(), ids, dY.data(), N, M, 0) != nc)
-      throw Error("internal: cluster count does not match the ids");
+      throw std::logic_error("internal: cluster count does not match the ids");
     if (dw)
       gemm<T>(true, false, Lj, M, nc, T(1), s.centroids[j].data(), Lj, G.data(), M, T(0), dWm.data() + k0 * M, M);
     if (dx) {

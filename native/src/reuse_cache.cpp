@@ -98,12 +98,12 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
   // Phase 1, blocks in parallel (each owns its table), rows a tile at a time: keys, lookups, and
   // for keys not stored yet, first-occurrence clusters of this call and their sums.
   [[maybe_unused]] const int nt = detail::threads_for(nb);
-  std::string err;
+  detail::ParallelErrors errors;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
 #endif
   for (int64_t t = 0; t < nb; ++t) {
-    try {
+    errors.run([&] {
       Block& bl = *blocks_[t];
       const int64_t len = bl.len;
       const auto runs = detail::column_runs(g, lay, order_, bl.k0, bl.k0 + len);
@@ -175,14 +175,9 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
       detail::scale_rows(sums.data(), counts.data(), nc, len);
       for (int64_t c = 0; c < nc; ++c) bl.table.find_or_insert(keys_new[c], nullptr, base + static_cast<int32_t>(c));
       fresh[t] = nc;
-    } catch (const std::exception& e) {
-#ifdef _OPENMP
-#pragma omp critical(pyadr_reuse_cache_err)
-#endif
-      if (err.empty()) err = e.what();
-    }
+    });
   }
-  if (!err.empty()) throw Error(err);
+  errors.rethrow();
 
   // Phase 2, blocks in turn (the GEMM has the threads): products of the new clusters.
   for (int64_t t = 0; t < nb; ++t) {
@@ -204,16 +199,20 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
 #pragma omp parallel num_threads(detail::threads_for(ntiles))
 #endif
   {
-    detail::Buffer<T> acc(kTile * M);
+    detail::Buffer<T> acc;
+    errors.run([&] { acc.resize(kTile * M); });
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t tile = 0; tile < ntiles; ++tile) {
-      const int64_t n0 = tile * kTile, rows = std::min(kTile, N - n0);
-      detail::gather_sum(acc.data(), tables.data(), ids.data() + n0, N, nb, rows, M);
-      detail::store_rows_nchw(g, n0, rows, acc.data(), bias_.empty() ? nullptr : bias_.data(), y);
+      errors.run([&] {
+        const int64_t n0 = tile * kTile, rows = std::min(kTile, N - n0);
+        detail::gather_sum(acc.data(), tables.data(), ids.data() + n0, N, nb, rows, M);
+        detail::store_rows_nchw(g, n0, rows, acc.data(), bias_.empty() ? nullptr : bias_.data(), y);
+      });
     }
   }
+  errors.rethrow();
 
   int64_t h = 0, f = 0, entries = 0;
   for (int64_t t = 0; t < nb; ++t) {
