@@ -32,6 +32,13 @@ cdef extern from "pyadr/core.hpp" namespace "pyadr":
     void release_cached()
 
 
+cdef extern from "pyadr/params.hpp" namespace "pyadr::limits":
+    const int kMaxHashBits
+    const int64_t kMaxRowsPerCall
+    const int64_t kMaxSubvectorLength
+    const int64_t kMaxElements
+
+
 cdef extern from "pyadr/core.hpp" namespace "pyadr::detail":
     void c_fail_allocs_after "pyadr::detail::fail_allocs_after"(int64_t n, cbool parallel_only, cbool internal)
 
@@ -310,6 +317,12 @@ def set_provider(int p):
 
 def get_provider():
     return c_gemm_provider()
+
+
+def limits():
+    """The native core's limits (native/include/pyadr/params.hpp), one definition for Python too."""
+    return {"max_hash_bits": kMaxHashBits, "max_rows_per_call": kMaxRowsPerCall,
+            "max_subvector_length": kMaxSubvectorLength, "max_elements": kMaxElements}
 
 
 def _fail_allocs_after(int64_t n, cbool parallel_only=False, cbool internal=False):

@@ -361,3 +361,77 @@ def test_native_type_errors_are_type_errors(rng):
         nat.conv_forward_exact(0, geom, x, w.astype(np.float64), None, y)
     with pytest.raises(TypeError, match="dy must be float64"):
         nat.conv_backward_exact(1, geom, x.astype(np.float64), w.astype(np.float64), y, None, None, None)
+
+
+# --- values checked by the native core (native/src/params.cpp) -------------------------------
+# The C++ core checks every VALUE itself, so the Python layer may keep only type/dtype/ndim checks.
+
+_G = (2, 3, 6, 6, 4, 3, 3, 1, 1, 0, 0, 1, 1)   # (B, C, H, W, M, kh, kw, sh, sw, ph, pw, dh, dw)
+
+
+def _with(**kw):
+    names = ("B", "C", "H", "W", "M", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw")
+    return tuple(kw.get(n, v) for n, v in zip(names, _G))
+
+
+@pytest.mark.parametrize("geom,match", [
+    (_with(B=0), r"x: batch size must be >= 1, got 0"),
+    (_with(C=0), r"x: channels, height and width must be >= 1, got \(0, 6, 6\)"),
+    (_with(W=-1), r"x: channels, height and width must be >= 1"),
+    (_with(M=0), r"w: out_channels must be >= 1, got 0"),
+    (_with(kh=0), r"w: kernel size must be >= 1, got \(0, 3\)"),
+    (_with(sw=0), r"stride must be >= 1, got \(1, 0\)"),
+    (_with(ph=-1), r"padding must be >= 0, got \(-1, 0\)"),
+    (_with(dh=0), r"dilation must be >= 1, got \(0, 1\)"),
+    (_with(kh=7), r"w: kernel \(7x3 with dilation\) is larger than the padded input \(6x6\)"),
+    (_with(dw=4), r"w: kernel \(3x9 with dilation\) is larger than the padded input \(6x6\)"),
+    (_with(ph=2 ** 62), r"padding is too large"),
+    (_with(dh=2 ** 62, ph=2 ** 40), r"dilation \* \(kernel - 1\) is too large"),
+    (_with(B=2 ** 31, H=2 ** 31, W=2 ** 10), r"is too large \(more than 2\^62 elements\)"),
+    (_with(C=2 ** 40, M=2 ** 30), r"w is too large"),
+])
+def test_native_geometry_checks(geom, match):
+    with pytest.raises(ValueError, match=match):
+        _nat().output_shape(geom)
+
+
+def test_native_reuse_checks(rng):
+    nat = _nat()
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    y = np.empty((2, 4, 4, 4), np.float32)
+
+    def call(L=9, H=4, order=0, hash=0, scope=0, planes=None, offsets=None, width=1.0):
+        planes = np.ones((L, H), np.float32) if planes is None else planes
+        nat.conv_forward_reuse(0, _G, L, H, order, hash, scope, planes, offsets, width, x, w, None, y)
+
+    with pytest.raises(ValueError, match=r"reuse\.L must be in \[1, K=27\], got 0"):
+        call(L=0)
+    with pytest.raises(ValueError, match=r"reuse\.H must be in \[1, 64\], got 0"):
+        call(H=0)
+    with pytest.raises(ValueError, match=r"reuse\.order must be 0 \(hwc\) or 1 \(chw\), got 2"):
+        call(order=2)
+    with pytest.raises(ValueError, match=r"reuse\.hash must be 0 \(sign\) or 1 \(l2\), got -1"):
+        call(hash=-1)
+    with pytest.raises(ValueError, match=r"reuse\.scope must be 0 \(batch\) or 1 \(input\), got 5"):
+        call(scope=5)
+    bad = np.ones((9, 4), np.float32)
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match=r"reuse\.planes must be finite"):
+        call(planes=bad)
+    with pytest.raises(ValueError, match=r"reuse\.offsets must be given for l2 hashing"):
+        call(hash=1)
+    with pytest.raises(ValueError, match=r"reuse\.width must be finite and > 0 for l2 hashing"):
+        call(hash=1, offsets=np.zeros(4, np.float32), width=0.0)
+    with pytest.raises(ValueError, match=r"reuse\.offsets must be finite"):
+        call(hash=1, offsets=np.array([0, np.nan, 0, 0], np.float32))
+
+
+def test_limits_come_from_the_native_core():
+    lim = _nat().limits()
+    assert lim["max_hash_bits"] == 64 and lim["max_rows_per_call"] == 2 ** 31 - 1
+    from pyadr import _config
+    assert _config.MAX_H == lim["max_hash_bits"]
+    pyadr.ReuseConfig(H=lim["max_hash_bits"])
+    with pytest.raises(ValueError, match=rf"ReuseConfig\.H must be in \[1, {lim['max_hash_bits']}\]"):
+        pyadr.ReuseConfig(H=lim["max_hash_bits"] + 1)

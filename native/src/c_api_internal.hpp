@@ -4,6 +4,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "pyadr/core.hpp"
 #include "pyadr/pyadr.h"
@@ -46,5 +47,18 @@ pyadr_status guard(const char* fn, F&& body) noexcept {
 
 void need_ptr(const void* p, const char* name);          // throws Error "<name> must not be NULL"
 pyadr::ConvGeom to_geom(const pyadr_conv_geom* g);      // converts and validates
+
+// Reuse parameters with planes/offsets converted to T; the vectors own the converted copies.
+template <class T>
+struct ReuseArgs {
+  pyadr::ReuseParams<T> p;
+  std::vector<T> planes, offsets;
+};
+// Converts *c (doubles) for a validated geometry and validates it (pyadr/params.hpp; messages
+// name the fields with `prefix`, e.g. "reuse->"), plus what only the C API can check before the
+// conversion: every l2 offset in [0, width).
+template <class T>
+void to_reuse_params(const pyadr_reuse_config* c, const pyadr::ConvGeom& g, const std::string& prefix,
+                     ReuseArgs<T>& out);
 
 }  // namespace pyadr_capi

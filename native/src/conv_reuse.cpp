@@ -23,6 +23,7 @@
 #include "layout.hpp"
 #include "lsh_hash.hpp"
 #include "rowops.hpp"
+#include "pyadr/params.hpp"
 
 namespace pyadr {
 namespace {
@@ -93,20 +94,6 @@ void for_each_block(int64_t nb, F body) {
   } else {
     for (int64_t j = 0; j < nb; ++j) body(j);
   }
-}
-
-template <class T>
-void check_params(const ConvGeom& g, const ReuseParams<T>& p) {
-  const int64_t K = g.K();
-  if (p.L < 1 || p.L > K)
-    throw Error("reuse.L must be in [1, K=" + std::to_string(K) + "], got " + std::to_string(p.L));
-  if (p.H < 1 || p.H > 64) throw Error("reuse.H must be in [1, 64], got " + std::to_string(p.H));
-  if (!p.planes) throw Error("reuse: planes are required");
-  if (p.hash == HashKind::L2) {
-    if (!p.offsets) throw Error("reuse: l2 hashing needs offsets");
-    if (!(p.width > T(0)) || !(p.width < T(1e300))) throw Error("reuse.width must be finite and > 0");
-  }
-  if (g.N() > INT32_MAX) throw Error("reuse: more than 2^31 rows in one call is not supported");
 }
 
 // Keys of every L-long slice of the padded NHWC input (the "hwc, L | C" fast path): one 64-bit
@@ -364,7 +351,7 @@ size_t ReuseState<T>::bytes() const {
 template <class T>
 std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const ReuseParams<T>& p, const T* x,
                                                     const T* w, const T* b, T* y) {
-  check_params(g, p);
+  validate_reuse(g, p);
   auto st = std::make_unique<ReuseState<T>>();
   st->g = g;
   st->L = p.L;

@@ -13,6 +13,7 @@
 #include "layout.hpp"
 #include "lsh_hash.hpp"
 #include "rowops.hpp"
+#include "pyadr/params.hpp"
 #include "pyadr/reuse_cache.h"
 
 #ifdef _OPENMP
@@ -38,11 +39,7 @@ ReuseCache<T>::ReuseCache(const ConvGeom& g, const T* w, const T* b, const Reuse
   g_.validate();
   const int64_t K = g_.K(), M = g_.M;
   if (!w) throw Error("w must not be null");
-  if (p.L < 1 || p.L > K) throw Error("reuse.L must be in [1, K=" + std::to_string(K) + "], got " + std::to_string(p.L));
-  if (p.H < 1 || p.H > 64) throw Error("reuse.H must be in [1, 64], got " + std::to_string(p.H));
-  if (!p.planes) throw Error("reuse: planes are required");
-  if (p.hash != HashKind::Sign) throw Error("the reuse cache supports the sign hash only");
-  if (max_entries < 0) throw Error("max_entries must be >= 0, got " + std::to_string(max_entries));
+  validate_reuse_cache(g_, p, max_entries);
   order_ = p.order;
   // Planes padded with zero columns to HB hashes: (L, HB), as the training kernels use them.
   const int HB = detail::padded_hashes(H_);
@@ -73,7 +70,7 @@ void ReuseCache<T>::clear() {
 
 template <class T>
 void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
-  if (batch < 1) throw Error("batch must be >= 1, got " + std::to_string(batch));
+  validate_batch(batch);
   if (!x || !y) throw Error("x and y must not be null");
   ConvGeom g = g_;
   g.B = batch;
@@ -81,7 +78,8 @@ void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
   const int64_t N = g.N(), M = g.M, nb = static_cast<int64_t>(blocks_.size());
   const int HB = detail::padded_hashes(H_);
   constexpr int64_t kTile = 64;
-  if (N > INT32_MAX) throw Error("more than 2^31 rows in one call is not supported");
+  if (N > limits::kMaxRowsPerCall)
+    throw Error("reuse: at most 2^31-1 rows (batch * OH * OW) in one call, got " + std::to_string(N));
   const detail::Layout lay = detail::make_layout(g, order_ == Order::HWC);
   detail::Buffer<T> padded;
   const T* xp = detail::padded_input(g, lay, x, padded);
@@ -254,19 +252,10 @@ pyadr_status pyadr_reuse_cache_create(const pyadr_conv_geom* g, const float* w, 
       cg = pyadr_capi::to_geom(g ? &g1 : nullptr);
     }
     if (cfg->hash != PYADR_HASH_SIGN) pyadr_capi::bad("cfg->hash: the reuse cache supports PYADR_HASH_SIGN only");
-    if (cfg->order != PYADR_ORDER_HWC && cfg->order != PYADR_ORDER_CHW)
-      pyadr_capi::bad("cfg->order must be PYADR_ORDER_HWC or PYADR_ORDER_CHW");
-    if (cfg->L < 1 || cfg->H < 1 || cfg->H > 64)
-      pyadr_capi::bad("cfg->L must be >= 1 and cfg->H in [1, 64]");
-    std::vector<float> planes(static_cast<size_t>(cfg->L) * cfg->H);
-    for (size_t i = 0; i < planes.size(); ++i) planes[i] = static_cast<float>(cfg->planes[i]);
-    pyadr::ReuseParams<float> p;
-    p.L = cfg->L;
-    p.H = cfg->H;
-    p.order = static_cast<pyadr::Order>(cfg->order);
-    p.planes = planes.data();
+    pyadr_capi::ReuseArgs<float> p;
+    pyadr_capi::to_reuse_params(cfg, cg, "cfg->", p);
     std::unique_ptr<pyadr_reuse_cache> c(new pyadr_reuse_cache());
-    c->impl.reset(new pyadr::ReuseCache<float>(cg, w, b, p, max_entries));
+    c->impl.reset(new pyadr::ReuseCache<float>(cg, w, b, p.p, max_entries));
     *out = c.release();
   });
 }
