@@ -48,13 +48,13 @@ cdef extern from "_native_shim.hpp" namespace "pyadr_shim":
         int dtype
         int64_t nblocks()
         int64_t rows()
-        int64_t clusters(int64_t j)
-        int64_t block_len(int64_t j)
+        int64_t clusters(int64_t j) except +raise_py_error
+        int64_t block_len(int64_t j) except +raise_py_error
         double rc()
         size_t bytes()
         void copy_ids(int32_t* out)
-        void copy_counts(int64_t j, int32_t* out)
-        void copy_centroids(int64_t j, void* out)
+        void copy_counts(int64_t j, int32_t* out) except +raise_py_error
+        void copy_centroids(int64_t j, void* out) except +raise_py_error
     void forward_exact(int dtype, const ConvGeom& g, const void* x, const void* w, const void* b,
                        void* y) except +raise_py_error nogil
     void backward_exact(int dtype, const ConvGeom& g, const void* x, const void* w, const void* dy,

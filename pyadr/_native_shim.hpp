@@ -52,8 +52,20 @@ struct State {
 
   int64_t nblocks() const { return f ? f->nblocks : d->nblocks; }
   int64_t rows() const { return f ? f->g.N() : d->g.N(); }
-  int64_t clusters(int64_t j) const { return f ? f->clusters(j) : d->clusters(j); }
-  int64_t block_len(int64_t j) const { return f ? f->block_len(j) : d->block_len(j); }
+  // Throws Error for a j outside [0, nblocks()) (the accessors below would read out of bounds).
+  void need_block(int64_t j) const {
+    if (j < 0 || j >= nblocks())
+      throw pyadr::Error("j must be a sub-matrix index in [0, " + std::to_string(nblocks()) + "), got " +
+                         std::to_string(j));
+  }
+  int64_t clusters(int64_t j) const {
+    need_block(j);
+    return f ? f->clusters(j) : d->clusters(j);
+  }
+  int64_t block_len(int64_t j) const {
+    need_block(j);
+    return f ? f->block_len(j) : d->block_len(j);
+  }
   double rc() const { return f ? f->remaining_ratio() : d->remaining_ratio(); }
   size_t bytes() const { return f ? f->bytes() : d->bytes(); }
   void copy_ids(int32_t* out) const {
@@ -61,11 +73,13 @@ struct State {
     std::copy(v.begin(), v.end(), out);
   }
   void copy_counts(int64_t j, int32_t* out) const {
+    need_block(j);
     const auto& v = f ? f->counts[j] : d->counts[j];
     std::copy(v.begin(), v.end(), out);
   }
   // out: (clusters(j), block_len(j)) of this state's dtype.
   void copy_centroids(int64_t j, void* out) const {
+    need_block(j);
     if (f) std::copy(f->centroids[j].begin(), f->centroids[j].end(), static_cast<float*>(out));
     else std::copy(d->centroids[j].begin(), d->centroids[j].end(), static_cast<double*>(out));
   }

@@ -435,3 +435,14 @@ def test_limits_come_from_the_native_core():
     pyadr.ReuseConfig(H=lim["max_hash_bits"])
     with pytest.raises(ValueError, match=rf"ReuseConfig\.H must be in \[1, {lim['max_hash_bits']}\]"):
         pyadr.ReuseConfig(H=lim["max_hash_bits"] + 1)
+
+
+@pytest.mark.parametrize("j", [-1, 3, 100])
+def test_native_block_index_checked(xw, j):
+    """The native state refuses a sub-matrix index out of range itself (no out-of-bounds read)."""
+    _, ctx = pyadr.conv2d_forward(xw[0], xw[1], reuse=pyadr.ReuseConfig(L=9, H=4))   # 3 blocks
+    st = ctx._state
+    for call in (lambda: st.block_len(j), lambda: st.counts_into(j, np.empty(64, np.int32)),
+                 lambda: st.centroids_into(j, np.empty((64, 9), np.float32))):
+        with pytest.raises(ValueError, match=rf"j must be a sub-matrix index in \[0, 3\), got {j}"):
+            call()
