@@ -282,7 +282,8 @@ def inject(restore_threads):
     """inject(internal) arms one failure of the next allocation inside an OpenMP region."""
     nat = _nat()
     pyadr.set_num_threads(2)   # the reuse backward allocates inside a region only with 2+ threads
-    yield lambda internal=False: nat._fail_allocs_after(0, True, internal)
+    regions = nat.info()["openmp"]  # without OpenMP there are no regions: the first allocation fails
+    yield lambda internal=False: nat._fail_allocs_after(0, regions, internal)
     nat._fail_allocs_after(-1)
 
 

@@ -61,7 +61,7 @@ void conv2d_forward_exact(const ConvGeom& g, const T* x, const T* w, const T* b,
   const auto runs = detail::column_runs(g, lay, Order::HWC, 0, K);
   const detail::PackedB<T> Wp(false, K, M, Wm.data(), M);  // packed once for every tile
   const int64_t R = tile_rows(g), tiles_per_image = (P + R - 1) / R, ntiles = g.B * tiles_per_image;
-  const int nt = detail::threads_for(ntiles);
+  [[maybe_unused]] const int nt = detail::threads_for(ntiles);
   detail::ParallelErrors errors;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
