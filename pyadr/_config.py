@@ -15,7 +15,23 @@ import numpy as np
 ORDERS = ("hwc", "chw")
 HASHES = ("sign", "l2")
 SCOPES = ("batch", "input")
-MAX_H = 64
+_LIMITS = None
+
+
+def native_limits() -> dict:
+    """The native core's limits (max_hash_bits, max_rows_per_call, ...), defined once in
+    native/include/pyadr/params.hpp. pyadr._native is imported on first use, not by `import pyadr`."""
+    global _LIMITS
+    if _LIMITS is None:
+        from . import _native
+        _LIMITS = dict(_native.limits())
+    return _LIMITS
+
+
+def __getattr__(name):
+    if name == "MAX_H":  # the largest H, from the native core
+        return native_limits()["max_hash_bits"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -23,7 +39,7 @@ class ReuseConfig:
     """Deep-reuse parameters of one layer.
 
     L      sub-vector length (1 <= L <= K of the layer).
-    H      number of hash functions (hyperplanes), 1 <= H <= 64.
+    H      number of hash functions (hyperplanes), 1 <= H <= 64 (the native core's limit).
     scope  "batch" (cluster all rows of the batch together) or "input" (each image alone).
     order  "hwc" (kernel row, kernel column, channel; default) or "chw" (PyTorch's flattening).
     hash   "sign" (bit h = [x . p_h > 0]) or "l2" (q_h = floor((x . p_h + o_h) / width)).
@@ -63,8 +79,9 @@ class ReuseConfig:
             object.__setattr__(self, name, int(v))
         if self.L < 1:
             raise ValueError(f"ReuseConfig.L must be >= 1, got {self.L}")
-        if not 1 <= self.H <= MAX_H:
-            raise ValueError(f"ReuseConfig.H must be in [1, {MAX_H}], got {self.H}")
+        max_h = native_limits()["max_hash_bits"]
+        if not 1 <= self.H <= max_h:
+            raise ValueError(f"ReuseConfig.H must be in [1, {max_h}], got {self.H}")
         for name, allowed in (("scope", SCOPES), ("order", ORDERS), ("hash", HASHES)):
             v = getattr(self, name)
             if v not in allowed:

@@ -1,19 +1,27 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Thin binding over the C++ core: pointers and shapes in, C++ errors out as Python exceptions.
 
-Arguments are validated by pyadr._api (shapes, dtypes, contiguity); this layer only converts
-addresses, releases the GIL around native work and owns the reuse state of a forward call.
+Types, dtypes, ranks and contiguity are checked by pyadr._api; values (sizes, geometry, reuse
+parameters) are checked by the C++ core (native/src/params.cpp). This layer converts addresses,
+checks that each array has the dtype of the call, releases the GIL around native work and owns
+the reuse state of a forward call. C++ exceptions arrive through _native_shim.hpp's
+raise_py_error: pyadr::Error -> ValueError, pyadr::TypeError -> TypeError, std::bad_alloc ->
+MemoryError, anything else -> RuntimeError.
 """
 from libc.stdint cimport int32_t, int64_t, uintptr_t
 from libcpp cimport bool as cbool
 from libcpp.string cimport string
 
 
+cdef extern from "_native_shim.hpp" namespace "pyadr_shim":
+    cdef void raise_py_error()
+
+
 cdef extern from "pyadr/core.hpp" namespace "pyadr":
     cdef cppclass ConvGeom:
         int64_t B, C, H, W, M, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW
-        void validate() except +
-    void set_num_threads(int n) except +
+        void validate() except +raise_py_error
+    void set_num_threads(int n) except +raise_py_error
     int num_threads()
     cbool openmp_enabled()
     const char* simd_level()
@@ -24,54 +32,85 @@ cdef extern from "pyadr/core.hpp" namespace "pyadr":
     void release_cached()
 
 
+cdef extern from "pyadr/params.hpp" namespace "pyadr::limits":
+    const int kMaxHashBits
+    const int64_t kMaxRowsPerCall
+    const int64_t kMaxSubvectorLength
+    const int64_t kMaxElements
+
+
+cdef extern from "pyadr/core.hpp" namespace "pyadr::detail":
+    void c_fail_allocs_after "pyadr::detail::fail_allocs_after"(int64_t n, cbool parallel_only, cbool internal)
+
+
 cdef extern from "_native_shim.hpp" namespace "pyadr_shim":
     cdef cppclass State:
         int dtype
         int64_t nblocks()
         int64_t rows()
-        int64_t clusters(int64_t j)
-        int64_t block_len(int64_t j)
+        int64_t clusters(int64_t j) except +raise_py_error
+        int64_t block_len(int64_t j) except +raise_py_error
         double rc()
         size_t bytes()
         void copy_ids(int32_t* out)
-        void copy_counts(int64_t j, int32_t* out)
-        void copy_centroids(int64_t j, void* out)
+        void copy_counts(int64_t j, int32_t* out) except +raise_py_error
+        void copy_centroids(int64_t j, void* out) except +raise_py_error
     void forward_exact(int dtype, const ConvGeom& g, const void* x, const void* w, const void* b,
-                       void* y) except + nogil
+                       void* y) except +raise_py_error nogil
     void backward_exact(int dtype, const ConvGeom& g, const void* x, const void* w, const void* dy,
-                        void* dx, void* dw, void* db) except + nogil
+                        void* dx, void* dw, void* db) except +raise_py_error nogil
     State* forward_reuse(int dtype, const ConvGeom& g, int L, int H, int order, int hash, int scope,
                          const void* planes, const void* offsets, double width, const void* x,
-                         const void* w, const void* b, void* y) except + nogil
-    void backward_reuse(const State& s, const void* dy, void* dx, void* dw, void* db) except + nogil
+                         const void* w, const void* b, void* y) except +raise_py_error nogil
+    void backward_reuse(const State& s, int dtype, const void* dy, void* dx, void* dw, void* db) except +raise_py_error nogil
     cdef cppclass PoolGeom "pyadr::PoolGeom":
         pass
     PoolGeom pool_geom(int64_t P, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                        int64_t ph, int64_t pw)
     void c_maxpool_forward "pyadr_shim::maxpool_forward"(int dtype, const PoolGeom& g, const void* x, void* y,
-                                                         int32_t* arg) except + nogil
+                                                         int32_t* arg) except +raise_py_error nogil
     void c_maxpool_backward "pyadr_shim::maxpool_backward"(int dtype, const PoolGeom& g, const void* dy,
-                                                           const int32_t* arg, void* dx) except + nogil
-    void c_relu_forward "pyadr_shim::relu_forward"(int dtype, int64_t n, const void* x, void* y) except + nogil
+                                                           const int32_t* arg, void* dx) except +raise_py_error nogil
+    void c_relu_forward "pyadr_shim::relu_forward"(int dtype, int64_t n, const void* x, void* y) except +raise_py_error nogil
     void c_relu_backward "pyadr_shim::relu_backward"(int dtype, int64_t n, const void* y, const void* dy,
-                                                     void* dx) except + nogil
+                                                     void* dx) except +raise_py_error nogil
     void c_lrn_forward "pyadr_shim::lrn_forward"(int dtype, int64_t B, int64_t C, int64_t HW, int size,
                                                  double alpha, double beta, double k, const void* x, void* y,
-                                                 void* s, void* scale) except + nogil
+                                                 void* s, void* scale) except +raise_py_error nogil
     void c_lrn_backward "pyadr_shim::lrn_backward"(int dtype, int64_t B, int64_t C, int64_t HW, int size,
                                                    double alpha, double beta, const void* x, const void* s,
-                                                   const void* scale, const void* dy, void* dx) except + nogil
+                                                   const void* scale, const void* dy, void* dx) except +raise_py_error nogil
     void c_set_blas "pyadr_shim::set_blas"(uintptr_t s, uintptr_t d)
-    void c_set_gemm_provider "pyadr_shim::set_gemm_provider"(int p) except +
+    void c_set_gemm_provider "pyadr_shim::set_gemm_provider"(int p) except +raise_py_error
     int c_gemm_provider "pyadr_shim::gemm_provider"()
     void c_gemm "pyadr_shim::gemm"(int dtype, cbool ta, cbool tb, int64_t m, int64_t n, int64_t k,
                                    double alpha, const void* A, int64_t lda, const void* B,
-                                   int64_t ldb, double beta, void* C, int64_t ldc) except + nogil
+                                   int64_t ldb, double beta, void* C, int64_t ldc) except +raise_py_error nogil
 
 
 cdef inline void* _ptr(object a):
     if a is None:
         return NULL
+    return <void*><uintptr_t>a.__array_interface__["data"][0]
+
+
+cdef int _dtype_code(object a) except -2:
+    """0 for float32, 1 for float64 (native byte order), -1 for anything else."""
+    t = a.__array_interface__["typestr"]
+    if t == "<f4" or t == "=f4":
+        return 0
+    if t == "<f8" or t == "=f8":
+        return 1
+    return -1
+
+
+cdef void* _arg(object a, int dtype, str name) except? NULL:
+    """Address of array `a` (None: NULL) after checking it has the call's dtype."""
+    if a is None:
+        return NULL
+    if _dtype_code(a) != dtype:
+        raise TypeError(f"{name} must be {'float32' if dtype == 0 else 'float64'} like the call, "
+                        f"got typestr {a.__array_interface__['typestr']}")
     return <void*><uintptr_t>a.__array_interface__["data"][0]
 
 
@@ -90,22 +129,22 @@ def output_shape(tuple g):
 
 def conv_forward_exact(int dtype, tuple g, x, w, b, y):
     cdef ConvGeom c = _geom(g)
-    cdef void* px = _ptr(x)
-    cdef void* pw = _ptr(w)
-    cdef void* pb = _ptr(b)
-    cdef void* py = _ptr(y)
+    cdef void* px = _arg(x, dtype, "x")
+    cdef void* pw = _arg(w, dtype, "w")
+    cdef void* pb = _arg(b, dtype, "b")
+    cdef void* py = _arg(y, dtype, "y")
     with nogil:
         forward_exact(dtype, c, px, pw, pb, py)
 
 
 def conv_backward_exact(int dtype, tuple g, x, w, dy, dx, dw, db):
     cdef ConvGeom c = _geom(g)
-    cdef void* px = _ptr(x)
-    cdef void* pw = _ptr(w)
-    cdef void* pdy = _ptr(dy)
-    cdef void* pdx = _ptr(dx)
-    cdef void* pdw = _ptr(dw)
-    cdef void* pdb = _ptr(db)
+    cdef void* px = _arg(x, dtype, "x")
+    cdef void* pw = _arg(w, dtype, "w")
+    cdef void* pdy = _arg(dy, dtype, "dy")
+    cdef void* pdx = _arg(dx, dtype, "dx")
+    cdef void* pdw = _arg(dw, dtype, "dw")
+    cdef void* pdb = _arg(db, dtype, "db")
     with nogil:
         backward_exact(dtype, c, px, pw, pdy, pdx, pdw, pdb)
 
@@ -150,23 +189,25 @@ cdef class ReuseState:
         return self.s.block_len(j)
 
     def backward(self, dy, dx, dw, db):
+        """Gradients into dx, dw, db (each may be None) of dy's dtype, which must be the forward's."""
+        cdef int dtype = _dtype_code(dy)
         cdef void* pdy = _ptr(dy)
-        cdef void* pdx = _ptr(dx)
-        cdef void* pdw = _ptr(dw)
-        cdef void* pdb = _ptr(db)
+        cdef void* pdx = _arg(dx, dtype, "dx")
+        cdef void* pdw = _arg(dw, dtype, "dw")
+        cdef void* pdb = _arg(db, dtype, "db")
         with nogil:
-            backward_reuse(self.s[0], pdy, pdx, pdw, pdb)
+            backward_reuse(self.s[0], dtype, pdy, pdx, pdw, pdb)
 
 
 def conv_forward_reuse(int dtype, tuple g, int L, int H, int order, int hash, int scope, planes, offsets,
                        double width, x, w, b, y):
     cdef ConvGeom c = _geom(g)
-    cdef void* pp = _ptr(planes)
-    cdef void* po = _ptr(offsets)
-    cdef void* px = _ptr(x)
-    cdef void* pw = _ptr(w)
-    cdef void* pb = _ptr(b)
-    cdef void* py = _ptr(y)
+    cdef void* pp = _arg(planes, dtype, "planes")
+    cdef void* po = _arg(offsets, dtype, "offsets")
+    cdef void* px = _arg(x, dtype, "x")
+    cdef void* pw = _arg(w, dtype, "w")
+    cdef void* pb = _arg(b, dtype, "b")
+    cdef void* py = _arg(y, dtype, "y")
     cdef State* st
     with nogil:
         st = forward_reuse(dtype, c, L, H, order, hash, scope, pp, po, width, px, pw, pb, py)
@@ -276,6 +317,19 @@ def set_provider(int p):
 
 def get_provider():
     return c_gemm_provider()
+
+
+def limits():
+    """The native core's limits (native/include/pyadr/params.hpp), one definition for Python too."""
+    return {"max_hash_bits": kMaxHashBits, "max_rows_per_call": kMaxRowsPerCall,
+            "max_subvector_length": kMaxSubvectorLength, "max_elements": kMaxElements}
+
+
+def _fail_allocs_after(int64_t n, cbool parallel_only=False, cbool internal=False):
+    """Test hook: after n more native scratch allocations the next one fails (MemoryError, or
+    RuntimeError with internal=True), once; n < 0 disarms. parallel_only: count only those made
+    inside the kernels' OpenMP regions. Process-wide; for tests only."""
+    c_fail_allocs_after(n, parallel_only, internal)
 
 
 def info():

@@ -1,13 +1,49 @@
-// Glue between the Cython binding and the C++ core: integer enums, type-erased reuse state.
+// Glue between the Cython binding and the C++ core: integer enums, type-erased reuse state, and
+// the translation of C++ exceptions into Python ones (raise_py_error, the `except +` handler).
 #pragma once
 
+#include <Python.h>
+
 #include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
 
 #include "pyadr/core.hpp"
 
 namespace pyadr_shim {
 
 using pyadr::ConvGeom;
+
+// Called by Cython inside its catch (...) with the GIL held: the same mapping as the C API's
+// status codes (c_api_internal.hpp). Cython's default handler would turn pyadr::TypeError into
+// RuntimeError and std::length_error into RuntimeError.
+inline void raise_py_error() {
+  try {
+    throw;
+  } catch (const pyadr::TypeError& e) {
+    PyErr_SetString(PyExc_TypeError, e.what());
+  } catch (const std::bad_alloc&) {
+    PyErr_SetString(PyExc_MemoryError, "pyadr: out of memory");
+  } catch (const std::length_error& e) {
+    PyErr_SetString(PyExc_MemoryError, (std::string("pyadr: allocation too large (") + e.what() + ")").c_str());
+  } catch (const std::invalid_argument& e) {  // pyadr::Error included
+    PyErr_SetString(PyExc_ValueError, e.what());
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, (std::string("pyadr internal error: ") + e.what()).c_str());
+  } catch (...) {
+    PyErr_SetString(PyExc_RuntimeError, "pyadr internal error (unknown exception)");
+  }
+}
+
+inline const char* dtype_name(int dtype) { return dtype == 0 ? "float32" : dtype == 1 ? "float64" : "unsupported"; }
+
+// dtype: 0 float32, 1 float64; anything else (an array of another dtype) is a TypeError.
+inline void need_dtype(int dtype, const char* what) {
+  if (dtype != 0 && dtype != 1)
+    throw pyadr::TypeError(std::string(what) + " must be float32 or float64 (dtype code 0 or 1), got code " +
+                           std::to_string(dtype));
+}
 
 struct State {
   int dtype = 0;  // 0: float32, 1: float64
@@ -16,8 +52,20 @@ struct State {
 
   int64_t nblocks() const { return f ? f->nblocks : d->nblocks; }
   int64_t rows() const { return f ? f->g.N() : d->g.N(); }
-  int64_t clusters(int64_t j) const { return f ? f->clusters(j) : d->clusters(j); }
-  int64_t block_len(int64_t j) const { return f ? f->block_len(j) : d->block_len(j); }
+  // Throws Error for a j outside [0, nblocks()) (the accessors below would read out of bounds).
+  void need_block(int64_t j) const {
+    if (j < 0 || j >= nblocks())
+      throw pyadr::Error("j must be a sub-matrix index in [0, " + std::to_string(nblocks()) + "), got " +
+                         std::to_string(j));
+  }
+  int64_t clusters(int64_t j) const {
+    need_block(j);
+    return f ? f->clusters(j) : d->clusters(j);
+  }
+  int64_t block_len(int64_t j) const {
+    need_block(j);
+    return f ? f->block_len(j) : d->block_len(j);
+  }
   double rc() const { return f ? f->remaining_ratio() : d->remaining_ratio(); }
   size_t bytes() const { return f ? f->bytes() : d->bytes(); }
   void copy_ids(int32_t* out) const {
@@ -25,11 +73,13 @@ struct State {
     std::copy(v.begin(), v.end(), out);
   }
   void copy_counts(int64_t j, int32_t* out) const {
+    need_block(j);
     const auto& v = f ? f->counts[j] : d->counts[j];
     std::copy(v.begin(), v.end(), out);
   }
   // out: (clusters(j), block_len(j)) of this state's dtype.
   void copy_centroids(int64_t j, void* out) const {
+    need_block(j);
     if (f) std::copy(f->centroids[j].begin(), f->centroids[j].end(), static_cast<float*>(out));
     else std::copy(d->centroids[j].begin(), d->centroids[j].end(), static_cast<double*>(out));
   }
@@ -51,6 +101,7 @@ pyadr::ReuseParams<T> params(int L, int H, int order, int hash, int scope, const
 }
 
 inline void forward_exact(int dtype, const ConvGeom& g, const void* x, const void* w, const void* b, void* y) {
+  need_dtype(dtype, "x");
   if (dtype == 0)
     pyadr::conv2d_forward_exact<float>(g, (const float*)x, (const float*)w, (const float*)b, (float*)y);
   else
@@ -59,6 +110,7 @@ inline void forward_exact(int dtype, const ConvGeom& g, const void* x, const voi
 
 inline void backward_exact(int dtype, const ConvGeom& g, const void* x, const void* w, const void* dy, void* dx,
                            void* dw, void* db) {
+  need_dtype(dtype, "x");
   if (dtype == 0)
     pyadr::conv2d_backward_exact<float>(g, (const float*)x, (const float*)w, (const float*)dy, (float*)dx,
                                         (float*)dw, (float*)db);
@@ -70,6 +122,7 @@ inline void backward_exact(int dtype, const ConvGeom& g, const void* x, const vo
 inline State* forward_reuse(int dtype, const ConvGeom& g, int L, int H, int order, int hash, int scope,
                             const void* planes, const void* offsets, double width, const void* x, const void* w,
                             const void* b, void* y) {
+  need_dtype(dtype, "x");
   std::unique_ptr<State> s(new State());
   s->dtype = dtype;
   if (dtype == 0)
@@ -81,7 +134,11 @@ inline State* forward_reuse(int dtype, const ConvGeom& g, int L, int H, int orde
   return s.release();
 }
 
-inline void backward_reuse(const State& s, const void* dy, void* dx, void* dw, void* db) {
+// dtype: that of dy, dx, dw, db (the binding checks they agree); must be the forward's.
+inline void backward_reuse(const State& s, int dtype, const void* dy, void* dx, void* dw, void* db) {
+  if (dtype != s.dtype)
+    throw pyadr::TypeError(std::string("dy must have the dtype of the forward call (") + dtype_name(s.dtype) +
+                           "), got " + dtype_name(dtype));
   if (s.f)
     pyadr::conv2d_backward_reuse<float>(*s.f, (const float*)dy, (float*)dx, (float*)dw, (float*)db);
   else

@@ -264,3 +264,186 @@ def test_set_num_threads_bad(n, exc, restore_threads):
 def test_set_gemm_provider_bad():
     with pytest.raises(ValueError, match="name must be one of"):
         pyadr.set_gemm_provider("mkl")
+
+
+# --- native errors keep their type -----------------------------------------------------------
+# The C++ core throws pyadr::Error (ValueError), pyadr::TypeError (TypeError), std::bad_alloc
+# (MemoryError) or anything else (RuntimeError), also from inside its OpenMP regions, where the
+# first exception is kept with its type and rethrown after the region. Allocation failures are
+# injected with the allocator's test hook (_native._fail_allocs_after).
+
+def _nat():
+    from pyadr import _native
+    return _native
+
+
+@pytest.fixture
+def inject(restore_threads):
+    """inject(internal) arms one failure of the next allocation inside an OpenMP region."""
+    nat = _nat()
+    pyadr.set_num_threads(2)   # the reuse backward allocates inside a region only with 2+ threads
+    regions = nat.info()["openmp"]  # without OpenMP there are no regions: the first allocation fails
+    yield lambda internal=False: nat._fail_allocs_after(0, regions, internal)
+    nat._fail_allocs_after(-1)
+
+
+def _conv_calls(rng):
+    """(name, forward(), backward(y, ctx)) for exact/reuse conv2d and linear, float32 and 64."""
+    x = rng.standard_normal((4, 8, 12, 12))
+    w = rng.standard_normal((16, 8, 3, 3))
+    xl, wl = rng.standard_normal((64, 32)), rng.standard_normal((8, 32))
+    calls = []
+    for dtype in (np.float32, np.float64):
+        for reuse in (None, pyadr.ReuseConfig(L=8, H=6)):
+            calls.append((f"conv2d {np.dtype(dtype).name} {'reuse' if reuse else 'exact'}",
+                          lambda d=dtype, r=reuse: pyadr.conv2d_forward(x.astype(d), w.astype(d), padding=1, reuse=r),
+                          lambda y, ctx: pyadr.conv2d_backward(np.ones_like(y), ctx)))
+            calls.append((f"linear {np.dtype(dtype).name} {'reuse' if reuse else 'exact'}",
+                          lambda d=dtype, r=reuse: pyadr.linear_forward(xl.astype(d), wl.astype(d), reuse=r),
+                          lambda y, ctx: pyadr.linear_backward(np.ones_like(y), ctx)))
+    return calls
+
+
+@pytest.mark.parametrize("internal,exc,match", [(False, MemoryError, "out of memory"),
+                                                (True, RuntimeError, "internal error")])
+def test_failure_inside_parallel_region_keeps_its_type(rng, inject, internal, exc, match):
+    nat = _nat()
+    for name, forward, backward in _conv_calls(rng):
+        if name.startswith("linear") and name.endswith("exact"):
+            continue  # GEMMs only, into a thread-local packing buffer: nothing is allocated per call
+        inject(internal)
+        with pytest.raises(exc, match=match):
+            forward()
+        nat._fail_allocs_after(-1)
+        y, ctx = forward()                     # the library works again after the failure
+        inject(internal)
+        with pytest.raises(exc, match=match):
+            backward(y, ctx)
+        nat._fail_allocs_after(-1)
+        dx, dw, _ = backward(y, ctx)
+        assert np.all(np.isfinite(dw)), name
+
+
+def test_native_value_errors_are_value_errors(rng):
+    """Values the C++ core refuses (here reached without pyadr._api's checks) raise ValueError."""
+    nat = _nat()
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    y = np.empty((2, 4, 4, 4), np.float32)
+    geom = (2, 3, 6, 6, 4, 3, 3, 1, 1, 0, 0, 1, 1)
+    bad_stride = geom[:7] + (0, 1) + geom[9:]
+    with pytest.raises(ValueError, match="stride"):
+        nat.conv_forward_exact(0, bad_stride, x, w, None, y)
+    with pytest.raises(ValueError, match="stride"):
+        nat.conv_backward_exact(0, bad_stride, x, w, y, None, np.empty_like(w), None)
+    planes = np.ones((28, 4), np.float32)
+    with pytest.raises(ValueError, match=r"reuse\.L must be in \[1, K=27\], got 28"):
+        nat.conv_forward_reuse(0, geom, 28, 4, 0, 0, 0, planes, None, 1.0, x, w, None, y)
+    # a linear layer is a 1x1 convolution of 1x1 images
+    xl, wl, yl = np.ones((5, 6, 1, 1)), np.ones((3, 6, 1, 1)), np.empty((5, 3, 1, 1))
+    with pytest.raises(ValueError, match=r"reuse\.H must be in \[1, 64\]"):
+        nat.conv_forward_reuse(1, (5, 6, 1, 1, 3, 1, 1, 1, 1, 0, 0, 1, 1), 3, 65, 0, 0, 0, np.ones((3, 65)),
+                               None, 1.0, xl, wl, None, yl)
+
+
+def test_native_type_errors_are_type_errors(rng):
+    """A backward of another dtype than its forward, and arrays of another dtype than the call's."""
+    nat = _nat()
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    y, ctx = pyadr.conv2d_forward(x, w, reuse=pyadr.ReuseConfig(L=9, H=4))
+    with pytest.raises(TypeError, match=r"dy must have the dtype of the forward call \(float32\), got float64"):
+        ctx._state.backward(np.ones(y.shape), np.empty(x.shape), np.empty(w.shape), None)
+    yl, ctxl = pyadr.linear_forward(np.ones((5, 6)), np.ones((3, 6)), reuse=pyadr.ReuseConfig(L=3, H=4))
+    with pytest.raises(TypeError, match=r"forward call \(float64\), got float32"):
+        ctxl._state.backward(np.ones((5, 3, 1, 1), np.float32), None, np.empty((3, 6, 1, 1), np.float32), None)
+    geom = (2, 3, 6, 6, 4, 3, 3, 1, 1, 0, 0, 1, 1)
+    with pytest.raises(TypeError, match="w must be float32"):
+        nat.conv_forward_exact(0, geom, x, w.astype(np.float64), None, y)
+    with pytest.raises(TypeError, match="dy must be float64"):
+        nat.conv_backward_exact(1, geom, x.astype(np.float64), w.astype(np.float64), y, None, None, None)
+
+
+# --- values checked by the native core (native/src/params.cpp) -------------------------------
+# The C++ core checks every VALUE itself, so the Python layer may keep only type/dtype/ndim checks.
+
+_G = (2, 3, 6, 6, 4, 3, 3, 1, 1, 0, 0, 1, 1)   # (B, C, H, W, M, kh, kw, sh, sw, ph, pw, dh, dw)
+
+
+def _with(**kw):
+    names = ("B", "C", "H", "W", "M", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw")
+    return tuple(kw.get(n, v) for n, v in zip(names, _G))
+
+
+@pytest.mark.parametrize("geom,match", [
+    (_with(B=0), r"x: batch size must be >= 1, got 0"),
+    (_with(C=0), r"x: channels, height and width must be >= 1, got \(0, 6, 6\)"),
+    (_with(W=-1), r"x: channels, height and width must be >= 1"),
+    (_with(M=0), r"w: out_channels must be >= 1, got 0"),
+    (_with(kh=0), r"w: kernel size must be >= 1, got \(0, 3\)"),
+    (_with(sw=0), r"stride must be >= 1, got \(1, 0\)"),
+    (_with(ph=-1), r"padding must be >= 0, got \(-1, 0\)"),
+    (_with(dh=0), r"dilation must be >= 1, got \(0, 1\)"),
+    (_with(kh=7), r"w: kernel \(7x3 with dilation\) is larger than the padded input \(6x6\)"),
+    (_with(dw=4), r"w: kernel \(3x9 with dilation\) is larger than the padded input \(6x6\)"),
+    (_with(ph=2 ** 62), r"padding is too large"),
+    (_with(dh=2 ** 62, ph=2 ** 40), r"dilation \* \(kernel - 1\) is too large"),
+    (_with(B=2 ** 31, H=2 ** 31, W=2 ** 10), r"is too large \(more than 2\^62 elements\)"),
+    (_with(C=2 ** 40, M=2 ** 30), r"w is too large"),
+])
+def test_native_geometry_checks(geom, match):
+    with pytest.raises(ValueError, match=match):
+        _nat().output_shape(geom)
+
+
+def test_native_reuse_checks(rng):
+    nat = _nat()
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    y = np.empty((2, 4, 4, 4), np.float32)
+
+    def call(L=9, H=4, order=0, hash=0, scope=0, planes=None, offsets=None, width=1.0):
+        planes = np.ones((L, H), np.float32) if planes is None else planes
+        nat.conv_forward_reuse(0, _G, L, H, order, hash, scope, planes, offsets, width, x, w, None, y)
+
+    with pytest.raises(ValueError, match=r"reuse\.L must be in \[1, K=27\], got 0"):
+        call(L=0)
+    with pytest.raises(ValueError, match=r"reuse\.H must be in \[1, 64\], got 0"):
+        call(H=0)
+    with pytest.raises(ValueError, match=r"reuse\.order must be 0 \(hwc\) or 1 \(chw\), got 2"):
+        call(order=2)
+    with pytest.raises(ValueError, match=r"reuse\.hash must be 0 \(sign\) or 1 \(l2\), got -1"):
+        call(hash=-1)
+    with pytest.raises(ValueError, match=r"reuse\.scope must be 0 \(batch\) or 1 \(input\), got 5"):
+        call(scope=5)
+    bad = np.ones((9, 4), np.float32)
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match=r"reuse\.planes must be finite"):
+        call(planes=bad)
+    with pytest.raises(ValueError, match=r"reuse\.offsets must be given for l2 hashing"):
+        call(hash=1)
+    with pytest.raises(ValueError, match=r"reuse\.width must be finite and > 0 for l2 hashing"):
+        call(hash=1, offsets=np.zeros(4, np.float32), width=0.0)
+    with pytest.raises(ValueError, match=r"reuse\.offsets must be finite"):
+        call(hash=1, offsets=np.array([0, np.nan, 0, 0], np.float32))
+
+
+def test_limits_come_from_the_native_core():
+    lim = _nat().limits()
+    assert lim["max_hash_bits"] == 64 and lim["max_rows_per_call"] == 2 ** 31 - 1
+    from pyadr import _config
+    assert _config.MAX_H == lim["max_hash_bits"]
+    pyadr.ReuseConfig(H=lim["max_hash_bits"])
+    with pytest.raises(ValueError, match=rf"ReuseConfig\.H must be in \[1, {lim['max_hash_bits']}\]"):
+        pyadr.ReuseConfig(H=lim["max_hash_bits"] + 1)
+
+
+@pytest.mark.parametrize("j", [-1, 3, 100])
+def test_native_block_index_checked(xw, j):
+    """The native state refuses a sub-matrix index out of range itself (no out-of-bounds read)."""
+    _, ctx = pyadr.conv2d_forward(xw[0], xw[1], reuse=pyadr.ReuseConfig(L=9, H=4))   # 3 blocks
+    st = ctx._state
+    for call in (lambda: st.block_len(j), lambda: st.counts_into(j, np.empty(64, np.int32)),
+                 lambda: st.centroids_into(j, np.empty((64, 9), np.float32))):
+        with pytest.raises(ValueError, match=rf"j must be a sub-matrix index in \[0, 3\), got {j}"):
+            call()

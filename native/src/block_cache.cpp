@@ -9,9 +9,12 @@
 // (environment PYADR_CACHE_MB, else the build's PYADR_DEFAULT_CACHE_MB, 256 unless CMake's
 // -DPYADR_CACHE_MB says otherwise; 0 turns the cache off) waits here; the oldest blocks go back
 // to the OS first. Blocks are 64-byte aligned and uninitialised, fresh or recycled.
+// fail_allocs_after() is the test hook that makes one allocation throw std::bad_alloc.
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <new>
+#include <stdexcept>
 #include <vector>
 
 #include "common.hpp"
@@ -68,6 +71,29 @@ size_t size_class(size_t bytes) {
   return (bytes + step - 1) / step * step;
 }
 
+// fail_allocs_after(): allocations left before the injected failure (-1: disarmed).
+std::atomic<int64_t> g_allocs_left{-1};
+std::atomic<bool> g_fail_parallel_only{false}, g_fail_internal{false};
+
+bool in_region() {
+#ifdef _OPENMP
+  return omp_get_level() > 0;
+#else
+  return false;
+#endif
+}
+
+void maybe_inject_failure() {
+  if (g_allocs_left.load(std::memory_order_relaxed) < 0) return;
+  if (g_fail_parallel_only.load(std::memory_order_relaxed) && !in_region()) return;
+  int64_t left = g_allocs_left.load(std::memory_order_relaxed);
+  while (left >= 0 && !g_allocs_left.compare_exchange_weak(left, left - 1)) {
+  }
+  if (left != 0) return;  // exactly one caller sees 0; the counter is then -1
+  if (g_fail_internal.load(std::memory_order_relaxed)) throw std::runtime_error("injected internal failure");
+  throw std::bad_alloc();
+}
+
 void* fresh(size_t bytes) {
   void* p = std::aligned_alloc(64, bytes);
   if (!p) throw std::bad_alloc();
@@ -78,7 +104,14 @@ void* fresh(size_t bytes) {
 
 namespace detail {
 
+void fail_allocs_after(int64_t n, bool parallel_only, bool internal) noexcept {
+  g_fail_parallel_only.store(parallel_only);
+  g_fail_internal.store(internal);
+  g_allocs_left.store(n < 0 ? -1 : n);
+}
+
 void* cache_alloc(size_t bytes) {
+  maybe_inject_failure();
   bytes = ((bytes + 63) / 64) * 64;
   if (bytes == 0) bytes = 64;
   if (bytes < kMinBytes) return fresh(bytes);

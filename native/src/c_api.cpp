@@ -11,6 +11,7 @@
 
 #include "c_api_internal.hpp"
 #include "pyadr/core.hpp"
+#include "pyadr/params.hpp"
 
 namespace pyadr_capi {
 
@@ -38,76 +39,57 @@ pyadr::ConvGeom to_geom(const pyadr_conv_geom* c) {
   return g;
 }
 
+template <class T>
+void to_reuse_params(const pyadr_reuse_config* c, const pyadr::ConvGeom& g, const std::string& prefix,
+                     ReuseArgs<T>& out) {
+  need_ptr(c, "reuse");
+  // The enums must be valid before the casts, L and H before they size the copies.
+  pyadr::validate_reuse_enums(c->order, c->hash, c->scope, prefix);
+  out.p.L = c->L;
+  out.p.H = c->H;
+  out.p.order = static_cast<pyadr::Order>(c->order);
+  out.p.hash = static_cast<pyadr::HashKind>(c->hash);
+  out.p.scope = static_cast<pyadr::Scope>(c->scope);
+  const bool sizes_ok = c->L >= 1 && c->L <= g.K() && c->H >= 1 && c->H <= pyadr::limits::kMaxHashBits;
+  if (sizes_ok && c->planes) {
+    out.planes.resize(static_cast<size_t>(c->L) * c->H);
+    for (size_t i = 0; i < out.planes.size(); ++i) {
+      if (!std::isfinite(c->planes[i])) bad(prefix + "planes must be finite");
+      out.planes[i] = static_cast<T>(c->planes[i]);
+    }
+    out.p.planes = out.planes.data();
+  }
+  if (c->hash == PYADR_HASH_L2) {
+    out.p.width = static_cast<T>(c->width);
+    if (sizes_ok && c->offsets) {
+      out.offsets.resize(c->H);
+      for (int h = 0; h < c->H; ++h) {  // in double, before the conversion may round up to width
+        if (!(c->offsets[h] >= 0 && c->offsets[h] < c->width)) bad(prefix + "offsets must lie in [0, width)");
+        out.offsets[h] = static_cast<T>(c->offsets[h]);
+      }
+      out.p.offsets = out.offsets.data();
+    }
+  }
+  pyadr::validate_reuse(g, out.p, prefix);  // ranges, presence, finiteness, rows per call
+}
+
+template void to_reuse_params<float>(const pyadr_reuse_config*, const pyadr::ConvGeom&, const std::string&,
+                                     ReuseArgs<float>&);
+template void to_reuse_params<double>(const pyadr_reuse_config*, const pyadr::ConvGeom&, const std::string&,
+                                      ReuseArgs<double>&);
+
 }  // namespace pyadr_capi
 
 namespace {
 
 using pyadr_capi::bad;
+using pyadr_capi::bad_type;
 using pyadr_capi::fail;
 using pyadr_capi::guard;
 using pyadr_capi::g_last_error;
 
 using pyadr_capi::need_ptr;
 using pyadr_capi::to_geom;
-
-pyadr::ConvGeom linear_geom(int64_t batch, int64_t in, int64_t out) {
-  if (batch < 1) bad("batch must be >= 1, got " + std::to_string(batch));
-  if (in < 1) bad("in_features must be >= 1, got " + std::to_string(in));
-  if (out < 1) bad("out_features must be >= 1, got " + std::to_string(out));
-  pyadr::ConvGeom g;
-  g.B = batch;
-  g.C = in;
-  g.H = g.W = 1;
-  g.M = out;
-  g.validate();
-  return g;
-}
-
-// Reuse parameters with planes/offsets converted to T; the vectors own the converted copies.
-template <class T>
-struct Params {
-  pyadr::ReuseParams<T> p;
-  std::vector<T> planes, offsets;
-};
-
-template <class T>
-void make_params(const pyadr_reuse_config* c, const pyadr::ConvGeom& g, Params<T>& out) {
-  const int64_t K = g.K();
-  if (c->L < 1 || c->L > K)
-    bad("reuse->L must be in [1, K=" + std::to_string(K) + "], got " + std::to_string(c->L));
-  if (c->H < 1 || c->H > 64) bad("reuse->H must be in [1, 64], got " + std::to_string(c->H));
-  if (c->order != PYADR_ORDER_HWC && c->order != PYADR_ORDER_CHW)
-    bad("reuse->order must be PYADR_ORDER_HWC or PYADR_ORDER_CHW, got " + std::to_string(c->order));
-  if (c->hash != PYADR_HASH_SIGN && c->hash != PYADR_HASH_L2)
-    bad("reuse->hash must be PYADR_HASH_SIGN or PYADR_HASH_L2, got " + std::to_string(c->hash));
-  if (c->scope != PYADR_SCOPE_BATCH && c->scope != PYADR_SCOPE_INPUT)
-    bad("reuse->scope must be PYADR_SCOPE_BATCH or PYADR_SCOPE_INPUT, got " + std::to_string(c->scope));
-  if (!c->planes) bad("reuse->planes must not be NULL (an (L, H) array)");
-  const size_t n = static_cast<size_t>(c->L) * c->H;
-  out.planes.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    if (!std::isfinite(c->planes[i])) bad("reuse->planes must be finite");
-    out.planes[i] = static_cast<T>(c->planes[i]);
-  }
-  out.p.L = c->L;
-  out.p.H = c->H;
-  out.p.order = static_cast<pyadr::Order>(c->order);
-  out.p.hash = static_cast<pyadr::HashKind>(c->hash);
-  out.p.scope = static_cast<pyadr::Scope>(c->scope);
-  out.p.planes = out.planes.data();
-  if (c->hash == PYADR_HASH_L2) {
-    if (!(std::isfinite(c->width) && c->width > 0))
-      bad("reuse->width must be finite and > 0 for PYADR_HASH_L2, got " + std::to_string(c->width));
-    if (!c->offsets) bad("reuse->offsets must not be NULL for PYADR_HASH_L2 (an (H) array)");
-    out.offsets.resize(c->H);
-    for (int h = 0; h < c->H; ++h) {
-      if (!(c->offsets[h] >= 0 && c->offsets[h] < c->width)) bad("reuse->offsets must lie in [0, width)");
-      out.offsets[h] = static_cast<T>(c->offsets[h]);
-    }
-    out.p.offsets = out.offsets.data();
-    out.p.width = static_cast<T>(c->width);
-  }
-}
 
 enum class Kind { Conv, Linear };
 
@@ -166,8 +148,8 @@ void forward(Kind kind, const pyadr::ConvGeom& g, const T* x, const T* w, const 
       c->w = w;
     }
   } else {
-    Params<T> p;
-    make_params<T>(reuse, g, p);
+    pyadr_capi::ReuseArgs<T> p;
+    pyadr_capi::to_reuse_params<T>(reuse, g, "reuse->", p);
     auto st = pyadr::conv2d_forward_reuse<T>(g, p.p, x, w, b, y);
     if (c) set_state<T>(*c, std::move(st));
   }
@@ -180,10 +162,10 @@ void backward(Kind kind, const pyadr_context* ctx, const T* dy, T* dx, T* dw, T*
   need_ptr(dy, "dy");
   const char* fwd = kind == Kind::Conv ? "pyadr_conv2d_forward" : "pyadr_linear_forward";
   if (ctx->kind != kind)
-    bad(std::string("ctx must come from ") + fwd + ", got a context of a " +
-        (ctx->kind == Kind::Conv ? "conv2d" : "linear") + " call");
+    bad_type(std::string("ctx must come from ") + fwd + ", got a context of a " +
+             (ctx->kind == Kind::Conv ? "conv2d" : "linear") + " call");
   if (ctx->dtype != dtype_code<T>())
-    bad(std::string("dtype mismatch: the context is ") + (ctx->dtype == 0 ? "float32" : "float64") +
+    bad_type(std::string("dtype mismatch: the context is ") + (ctx->dtype == 0 ? "float32" : "float64") +
         "; use the " + (ctx->dtype == 0 ? "float32" : "_f64") + " backward");
   if (const auto* st = get_state(*ctx, static_cast<T*>(nullptr))) {
     pyadr::conv2d_backward_reuse<T>(*st, dy, dx, dw, db);
@@ -344,7 +326,7 @@ pyadr_status pyadr_linear_forward(int64_t batch, int64_t in_features, int64_t ou
                                   pyadr_context** ctx) {
   PYADR_CLEAR_CTX(ctx);
   return guard("pyadr_linear_forward", [&] {
-    forward<float>(Kind::Linear, linear_geom(batch, in_features, out_features), x, w, b, reuse, y, ctx);
+    forward<float>(Kind::Linear, pyadr::linear_geometry(batch, in_features, out_features), x, w, b, reuse, y, ctx);
   });
 }
 
@@ -353,7 +335,7 @@ pyadr_status pyadr_linear_forward_f64(int64_t batch, int64_t in_features, int64_
                                       pyadr_context** ctx) {
   PYADR_CLEAR_CTX(ctx);
   return guard("pyadr_linear_forward_f64", [&] {
-    forward<double>(Kind::Linear, linear_geom(batch, in_features, out_features), x, w, b, reuse, y, ctx);
+    forward<double>(Kind::Linear, pyadr::linear_geometry(batch, in_features, out_features), x, w, b, reuse, y, ctx);
   });
 }
 

@@ -1,12 +1,15 @@
 // Internal helpers shared by the kernels: threading, SIMD dispatch, scratch buffers.
 #pragma once
 
+#include <atomic>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <new>
 
 #include "pyadr/core.hpp"
@@ -60,6 +63,43 @@ inline int threads_for(int64_t work) {
   if (work < t) t = static_cast<int>(work < 1 ? 1 : work);
   return t;
 }
+
+// Exceptions must not leave an OpenMP region (that is std::terminate). Every region that can
+// throw runs its work through one ParallelErrors: the first exception thrown is kept as a
+// std::exception_ptr (type and message intact: bad_alloc stays bad_alloc, TypeError stays
+// TypeError), later work is skipped, and rethrow() raises it after the region.
+//   ParallelErrors errors;
+//   #pragma omp parallel
+//   { Buffer<T> scratch; errors.run([&] { scratch.resize(n); });
+//     #pragma omp for
+//     for (...) errors.run([&] { ...; });  }        // every thread still reaches the barriers
+//   errors.rethrow();
+class ParallelErrors {
+ public:
+  // Runs f() unless an earlier call failed; an exception from f() is kept, never propagated.
+  template <class F>
+  void run(F&& f) noexcept {
+    if (failed()) return;
+    try {
+      f();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!first_) first_ = std::current_exception();
+      failed_.store(true, std::memory_order_relaxed);
+    }
+  }
+  bool failed() const noexcept { return failed_.load(std::memory_order_relaxed); }
+  // Throws the first kept exception, if any (after the region: its end is a barrier).
+  void rethrow() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (first_) std::rethrow_exception(first_);
+  }
+
+ private:
+  std::mutex mu_;
+  std::atomic<bool> failed_{false};
+  std::exception_ptr first_;
+};
 
 // 64-byte aligned, uninitialised scratch buffer of T (large ones recycled: block_cache.cpp).
 template <class T>

@@ -61,24 +61,32 @@ void conv2d_forward_exact(const ConvGeom& g, const T* x, const T* w, const T* b,
   const auto runs = detail::column_runs(g, lay, Order::HWC, 0, K);
   const detail::PackedB<T> Wp(false, K, M, Wm.data(), M);  // packed once for every tile
   const int64_t R = tile_rows(g), tiles_per_image = (P + R - 1) / R, ntiles = g.B * tiles_per_image;
-  const int nt = detail::threads_for(ntiles);
+  [[maybe_unused]] const int nt = detail::threads_for(ntiles);
+  detail::ParallelErrors errors;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
   {
-    Buffer<T> col(R * K), out(R * M);
+    Buffer<T> col, out;
+    errors.run([&] {
+      col.resize(R * K);
+      out.resize(R * M);
+    });
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t t = 0; t < ntiles; ++t) {
-      const int64_t bimg = t / tiles_per_image, p0 = (t % tiles_per_image) * R;
-      const int64_t len = std::min(R, P - p0), n0 = bimg * P + p0;
-      for (int64_t r = 0; r < len; ++r)
-        detail::gather_runs(xp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(), col.data() + r * K);
-      detail::gemm_packed<T>(false, len, T(1), col.data(), K, Wp, T(0), out.data(), M);
-      detail::store_rows_nchw(g, n0, len, out.data(), b, y);
+      errors.run([&] {
+        const int64_t bimg = t / tiles_per_image, p0 = (t % tiles_per_image) * R;
+        const int64_t len = std::min(R, P - p0), n0 = bimg * P + p0;
+        for (int64_t r = 0; r < len; ++r)
+          detail::gather_runs(xp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(), col.data() + r * K);
+        detail::gemm_packed<T>(false, len, T(1), col.data(), K, Wp, T(0), out.data(), M);
+        detail::store_rows_nchw(g, n0, len, out.data(), b, y);
+      });
     }
   }
+  errors.rethrow();
 }
 
 template <class T>
@@ -107,38 +115,46 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
   std::unique_ptr<detail::PackedB<T>> WTp;  // Wm^T (M x K), packed once for every tile
   if (dx) WTp.reset(new detail::PackedB<T>(true, M, K, Wm.data(), M));
   std::vector<T> dW_parts(dw ? static_cast<size_t>(nt) * K * M : 0, T(0));
+  detail::ParallelErrors errors;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
   {
     const int tid = detail::thread_id();
-    Buffer<T> col(R * K), rows(R * M);
+    Buffer<T> col, rows;
+    errors.run([&] {
+      col.resize(R * K);
+      rows.resize(R * M);
+    });
     T* dWt = dw ? dW_parts.data() + static_cast<size_t>(tid) * K * M : nullptr;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t bimg = 0; bimg < g.B; ++bimg) {
-      if (dx) std::memset(dxp + bimg * lay.sB, 0, sizeof(T) * lay.sB);  // this image's padded dX
-      for (int64_t p0 = 0; p0 < P; p0 += R) {
-        const int64_t len = std::min(R, P - p0), n0 = bimg * P + p0;
-        detail::load_rows_nchw(g, n0, len, dy, rows.data());
-        if (dw) {
-          for (int64_t r = 0; r < len; ++r)
-            detail::gather_runs(xp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(), col.data() + r * K);
-          // dW^T (M, K) += rows^T (M, len) . col (len, K): col is packed as B (vector copies), not
-          // transposed into MR-row panels as the A of dW = col^T . rows would be.
-          gemm<T>(true, false, M, K, len, T(1), rows.data(), M, col.data(), K, T(1), dWt, K);
+      errors.run([&] {
+        if (dx) std::memset(dxp + bimg * lay.sB, 0, sizeof(T) * lay.sB);  // this image's padded dX
+        for (int64_t p0 = 0; p0 < P; p0 += R) {
+          const int64_t len = std::min(R, P - p0), n0 = bimg * P + p0;
+          detail::load_rows_nchw(g, n0, len, dy, rows.data());
+          if (dw) {
+            for (int64_t r = 0; r < len; ++r)
+              detail::gather_runs(xp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(), col.data() + r * K);
+            // dW^T (M, K) += rows^T (M, len) . col (len, K): col is packed as B (vector copies), not
+            // transposed into MR-row panels as the A of dW = col^T . rows would be.
+            gemm<T>(true, false, M, K, len, T(1), rows.data(), M, col.data(), K, T(1), dWt, K);
+          }
+          if (dx) {
+            detail::gemm_packed<T>(false, len, T(1), rows.data(), M, *WTp, T(0), col.data(), K);
+            for (int64_t r = 0; r < len; ++r)
+              detail::add_runs(dxp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(),
+                                       col.data() + r * K);
+          }
         }
-        if (dx) {
-          detail::gemm_packed<T>(false, len, T(1), rows.data(), M, *WTp, T(0), col.data(), K);
-          for (int64_t r = 0; r < len; ++r)
-            detail::add_runs(dxp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(),
-                                     col.data() + r * K);
-        }
-      }
-      if (dx && dxp != dx) detail::unpad_image(g, lay, bimg, dxp, dx);  // complete: unpad it while in cache
+        if (dx && dxp != dx) detail::unpad_image(g, lay, bimg, dxp, dx);  // complete: unpad it while in cache
+      });
     }
   }
+  errors.rethrow();
   if (dw) {
     for (int t = 1; t < nt; ++t) {
       const T* part = dW_parts.data() + static_cast<size_t>(t) * K * M;

@@ -14,16 +14,21 @@
 // Backward: Gamma_j = cluster sums of dY; dWm_j = centroids_j^T Gamma_j;
 // D_j = (Gamma_j / |c|) Wm_j^T; dX[n, block j] = D_j[id_j(n)], scattered back (col2im) per image,
 // block groups in turn as in the reconstruction, each image unpadded to NCHW once complete.
+// Steps: forward = number_pixel_slices (pixel path) -> group_blocks (BlockGrouper per block)
+// -> products_to_output (block_products + reconstruct); backward = rows_from_nchw ->
+// block_gradients per block -> scatter_input_grad. The pieces shared with the inference cache
+// (tiles of sub-vectors, hashing, key ids, products, reconstruction) are in reuse_steps.hpp.
 #include <algorithm>
 #include <atomic>
-#include <mutex>
 #include <string>
 
 #include "cluster.hpp"
 #include "conv_common.hpp"
 #include "layout.hpp"
 #include "lsh_hash.hpp"
+#include "reuse_steps.hpp"
 #include "rowops.hpp"
+#include "pyadr/params.hpp"
 
 namespace pyadr {
 namespace {
@@ -31,103 +36,27 @@ namespace {
 using detail::Buffer;
 using detail::Run;
 
-constexpr int64_t kTileRows = 64;
+using detail::Blocks;
+using detail::kTileRows;
+
 // Blocks that share one sweep of the input (see conv2d_forward_reuse).
 constexpr int64_t kChunkBlocks = 4;
-
-// Exceptions must not leave an OpenMP region: the first one is kept and rethrown after it.
-struct ErrorTrap {
-  std::mutex mu;
-  std::string msg;
-  bool failed = false;
-  void capture(const char* what) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (!failed) msg = what;
-    failed = true;
-  }
-  void rethrow() const {
-    if (failed) throw Error(msg);
-  }
-};
-
-struct Blocks {
-  int64_t nb = 0;
-  std::vector<int64_t> k0, len;
-  std::vector<std::vector<Run>> runs;
-};
-
-Blocks make_blocks(const ConvGeom& g, const detail::Layout& lay, Order order, int L) {
-  Blocks bl;
-  const int64_t K = g.K();
-  bl.nb = (K + L - 1) / L;
-  for (int64_t j = 0; j < bl.nb; ++j) {
-    const int64_t k0 = j * L, k1 = std::min<int64_t>(K, k0 + L);
-    bl.k0.push_back(k0);
-    bl.len.push_back(k1 - k0);
-    bl.runs.push_back(detail::column_runs(g, lay, order, k0, k1));
-  }
-  return bl;
-}
-
-// Products (Yc_j, D_j) of all blocks can outgrow the last-level cache (conv2 at rc 0.2: 37 MB),
-// and rows read them at random: the reconstruction and dX take the blocks in groups whose tables
-// fit this budget, one sweep over the rows per group.
-#ifndef PYADR_TABLE_BUDGET_MB  // overridable at build time, for tuning
-#define PYADR_TABLE_BUDGET_MB 12
-#endif
-constexpr size_t kTableBudget = size_t(PYADR_TABLE_BUDGET_MB) << 20;
-
-// Group boundaries [0, b1, ..., nb] for tables of bytes(j) bytes.
-template <class F>
-std::vector<int64_t> block_groups(int64_t nb, F bytes) {
-  std::vector<int64_t> bounds{0};
-  size_t used = 0;
-  for (int64_t j = 0; j < nb; ++j) {
-    const size_t b = bytes(j);
-    if (used > 0 && used + b > kTableBudget) {
-      bounds.push_back(j);
-      used = 0;
-    }
-    used += b;
-  }
-  bounds.push_back(nb);
-  return bounds;
-}
 
 // Runs `body(j)` for every block: blocks in parallel when there are enough of them; otherwise
 // serially, leaving the threads to the GEMMs inside.
 template <class F>
-void for_each_block(int64_t nb, ErrorTrap& trap, F body) {
+void for_each_block(int64_t nb, F body) {
   const int nt = detail::threads_for(nb);
   if (nt > 1 && nb >= num_threads()) {
+    detail::ParallelErrors errors;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
 #endif
-    for (int64_t j = 0; j < nb; ++j) {
-      try {
-        body(j);
-      } catch (const std::exception& e) {
-        trap.capture(e.what());
-      }
-    }
+    for (int64_t j = 0; j < nb; ++j) errors.run([&] { body(j); });
+    errors.rethrow();
   } else {
     for (int64_t j = 0; j < nb; ++j) body(j);
   }
-  trap.rethrow();
-}
-
-template <class T>
-void check_params(const ConvGeom& g, const ReuseParams<T>& p) {
-  const int64_t K = g.K();
-  if (p.L < 1 || p.L > K)
-    throw Error("reuse.L must be in [1, K=" + std::to_string(K) + "], got " + std::to_string(p.L));
-  if (p.H < 1 || p.H > 64) throw Error("reuse.H must be in [1, 64], got " + std::to_string(p.H));
-  if (!p.planes) throw Error("reuse: planes are required");
-  if (p.hash == HashKind::L2) {
-    if (!p.offsets) throw Error("reuse: l2 hashing needs offsets");
-    if (!(p.width > T(0)) || !(p.width < T(1e300))) throw Error("reuse.width must be finite and > 0");
-  }
-  if (g.N() > INT32_MAX) throw Error("reuse: more than 2^31 rows in one call is not supported");
 }
 
 // Keys of every L-long slice of the padded NHWC input (the "hwc, L | C" fast path): one 64-bit
@@ -145,34 +74,29 @@ PixelKeys pixel_keys(const T* xp, int64_t count, int L, const ReuseParams<T>& p,
   if (tuples) keys.q.resize(static_cast<size_t>(count) * p.H);
   else keys.keys.resize(count);
   const int64_t ntiles = (count + kTileRows - 1) / kTileRows;
-  ErrorTrap trap;
+  detail::ParallelErrors errors;
   std::atomic<bool> overflow{false};
 #ifdef _OPENMP
 #pragma omp parallel num_threads(detail::threads_for(ntiles))
 #endif
   {
-    Buffer<T> proj(kTileRows * HB);
+    Buffer<T> proj;
+    errors.run([&] { proj.resize(kTileRows * HB); });
     const T* rows[kTileRows];
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t t = 0; t < ntiles; ++t) {
       const int64_t r0 = t * kTileRows, len = std::min(kTileRows, count - r0);
-      try {
+      errors.run([&] {
         for (int64_t r = 0; r < len; ++r) rows[r] = xp + (r0 + r) * L;
-        detail::lsh_project(rows, len, L, Pp, HB, proj.data());
-        if (p.hash == HashKind::Sign)
-          detail::lsh_sign_keys(proj.data(), len, HB, p.H, keys.keys.data() + r0);
-        else if (tuples)
-          detail::lsh_l2_keys(proj.data(), len, HB, p.H, p.offsets, p.width, keys.q.data() + r0 * p.H);
-        else if (!detail::lsh_l2_packed_keys(proj.data(), len, HB, p.H, p.offsets, p.width, keys.keys.data() + r0))
+        if (!detail::hash_tile(rows, len, L, Pp, HB, p, tuples, proj.data(),
+                               tuples ? nullptr : keys.keys.data() + r0, tuples ? keys.q.data() + r0 * p.H : nullptr))
           overflow = true;
-      } catch (const std::exception& e) {
-        trap.capture(e.what());
-      }
+      });
     }
   }
-  trap.rethrow();
+  errors.rethrow();
   keys.ok = !overflow;
   return keys;
 }
@@ -227,16 +151,7 @@ class BlockGrouper {
   // base_slice[r] = base_off[r] / L.
   void tile(int64_t n0, int64_t len, const int64_t* base_off, const int64_t* base_slice) {
     if (overflow_) return;
-    const bool one_run = runs_.size() == 1;  // sub-vectors used in place, no gather
-    for (int64_t r = 0; r < len; ++r) {
-      const T* base = in_.xp + base_off[r];
-      if (one_run) {
-        rowp_[r] = base + runs_[0].src;
-      } else {
-        detail::gather_runs(base, runs_.data(), runs_.size(), S_.data() + r * Lj_);
-        rowp_[r] = S_.data() + r * Lj_;
-      }
-    }
+    detail::tile_subvectors(in_.xp, base_off, len, runs_, Lj_, S_.data(), rowp_);
     const int32_t first_new = nc_;
     if (in_.pixel_path) {
       tile_pixel_ids(n0, len, base_slice);
@@ -298,33 +213,17 @@ class BlockGrouper {
   // Hashes the tile's sub-vectors and looks their keys up; false on a packed-key overflow.
   bool tile_hashed_ids(int64_t n0, int64_t len) {
     const int H = H_;
-    const ReuseParams<T>& p = in_.p;
-    detail::lsh_project(rowp_, len, Lj_, in_.Pp, in_.HB, proj_.data());
-    if (!l2_) {
-      detail::lsh_sign_keys(proj_.data(), len, in_.HB, H, keys_.data());
-    } else if (tuples_) {
-      detail::lsh_l2_keys(proj_.data(), len, in_.HB, H, p.offsets, p.width, q_.data());
-    } else if (!detail::lsh_l2_packed_keys(proj_.data(), len, in_.HB, H, p.offsets, p.width, keys_.data())) {
+    if (!detail::hash_tile(rowp_, len, Lj_, in_.Pp, in_.HB, in_.p, tuples_, proj_.data(), keys_.data(), q_.data()))
       return false;
-    }
     for (int64_t r = 0; r < len; ++r) {
       const int64_t n = n0 + r;
       if (n == next_group_) {
         table_.clear();
         next_group_ += in_.group_rows;
-        last_id_ = -1;
       }
       const int64_t* qr = tuples_ ? q_.data() + r * H : nullptr;
       const uint64_t key = tuples_ ? detail::tuple_digest(qr, H) : keys_[r];
-      // Neighbouring rows often share a key: the previous row's id is tried before the table.
-      int32_t id;
-      if (!tuples_ && last_id_ >= 0 && key == last_key_) {
-        id = last_id_;
-      } else {
-        id = table_.find_or_insert(key, qr, nc_);
-        last_key_ = key;
-        last_id_ = id;
-      }
+      const int32_t id = table_.find_or_insert(key, qr, nc_);
       if (id == nc_) new_cluster();
       ++cnt_[id];
       ids_[n] = id;
@@ -350,13 +249,11 @@ class BlockGrouper {
   std::vector<uint64_t> keys_;
   std::vector<int64_t> q_;
   const T* rowp_[kTileRows];
-  detail::ClusterTable table_;
+  detail::KeyIds table_;
   std::vector<int32_t> remap_, touched_;  // pixel path: gid -> block id; gids set this scope group
   int32_t ntouched_ = 0;
   int32_t nc_ = 0;
   int64_t next_group_ = 0;  // first row of the next scope group: the table is cleared there
-  uint64_t last_key_ = 0;
-  int32_t last_id_ = -1;
   bool overflow_ = false;
 };
 
@@ -383,89 +280,64 @@ size_t ReuseState<T>::bytes() const {
   return total;
 }
 
+namespace {
+
+// Pixel path ("hwc", L | C): the keys of every L-long slice of the padded input, numbered once
+// by first occurrence (one table for the whole call, slices in order); l2 keys as full tuples
+// when some value does not fit a packed key.
+struct PixelIds {
+  std::vector<int32_t> gid;  // (count) number of each slice's key
+  int32_t n = 0;             // distinct keys
+  bool tuples = false;
+};
+
 template <class T>
-std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const ReuseParams<T>& p, const T* x,
-                                                    const T* w, const T* b, T* y) {
-  check_params(g, p);
-  auto st = std::make_unique<ReuseState<T>>();
-  st->g = g;
-  st->L = p.L;
-  st->order = p.order;
-  st->scope = p.scope;
-  const int64_t K = g.K(), M = g.M, N = g.N(), P = g.P();
-  const int H = p.H, HB = detail::padded_hashes(H), L = p.L;
-  const detail::Layout lay = detail::make_layout(g, p.order == Order::HWC);
-  Buffer<T> padded;
-  const T* xp = detail::padded_input(g, lay, x, padded);
-  const Blocks bl = make_blocks(g, lay, p.order, L);
-  const int64_t nb = bl.nb;
-  st->nblocks = nb;
-  // Planes padded with zero columns to HB hashes: (L, HB).
-  std::vector<T> Pp(static_cast<size_t>(L) * HB, T(0));
-  for (int k = 0; k < L; ++k)
-    for (int h = 0; h < H; ++h) Pp[k * HB + h] = p.planes[k * H + h];
-
-  const bool pixel_path = p.order == Order::HWC && g.C % L == 0;
-  PixelKeys pk;
-  bool pixel_tuples = false;
-  if (pixel_path) {
-    pk = pixel_keys(xp, lay.size() / L, L, p, Pp.data(), HB, false);
-    if (!pk.ok) {
-      pk = pixel_keys(xp, lay.size() / L, L, p, Pp.data(), HB, true);
-      pixel_tuples = true;
-    }
+PixelIds number_pixel_slices(const T* xp, int64_t count, const ReuseParams<T>& p, const T* Pp, int HB) {
+  const int H = p.H;
+  PixelIds ids;
+  PixelKeys pk = pixel_keys(xp, count, p.L, p, Pp, HB, false);
+  if (!pk.ok) {
+    pk = pixel_keys(xp, count, p.L, p, Pp, HB, true);
+    ids.tuples = true;
   }
-
-  // Pixel path: number the slices' keys once (one table for the whole call, rows in order).
-  std::vector<int32_t> pixel_gid;
-  int32_t n_gid = 0;
-  if (pixel_path) {
-    const int64_t count = lay.size() / L;
-    pixel_gid.resize(count);
-    detail::ClusterTable table;
-    table.reset(count, p.hash == HashKind::L2 ? 64 : H, pixel_tuples ? H : 0);
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t* qi = pixel_tuples ? pk.q.data() + i * H : nullptr;
-      const uint64_t key = pixel_tuples ? detail::tuple_digest(qi, H) : pk.keys[i];
-      const int32_t id = table.find_or_insert(key, qi, n_gid);
-      if (id == n_gid) ++n_gid;
-      pixel_gid[i] = id;
-    }
+  ids.gid.resize(count);
+  detail::ClusterTable table;
+  table.reset(count, p.hash == HashKind::L2 ? 64 : H, ids.tuples ? H : 0);
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t* qi = ids.tuples ? pk.q.data() + i * H : nullptr;
+    const uint64_t key = ids.tuples ? detail::tuple_digest(qi, H) : pk.keys[i];
+    const int32_t id = table.find_or_insert(key, qi, ids.n);
+    if (id == ids.n) ++ids.n;
+    ids.gid[i] = id;
   }
+  return ids;
+}
 
-  st->ids.resize(static_cast<size_t>(nb) * N);
-  st->counts.resize(nb);
-  st->centroids.resize(nb);
-  const int64_t group_rows = p.scope == Scope::Batch ? N : P;
-  ErrorTrap trap;
-  // Blocks are grouped in chunks; a chunk's blocks advance together tile by tile, so a tile of
-  // input rows is read from cache by all of them (one sweep of the input per chunk, not per block).
-  const std::vector<int64_t> rbase = detail::row_bases(g, lay);
-  std::vector<int64_t> rslice;
-  if (pixel_path) {
-    rslice.resize(N);
-    for (int64_t n = 0; n < N; ++n) rslice[n] = rbase[n] / L;
-  }
-  const GroupInputs<T> in{g, lay, bl, p, xp, Pp.data(), HB, pixel_path, pixel_gid.data(), n_gid, group_rows};
+// Hash, group and sum every block into st (ids, counts, centroids). Blocks are grouped in
+// chunks; a chunk's blocks advance together tile by tile, so a tile of input rows is read from
+// cache by all of them (one sweep of the input per chunk, not per block). rbase: row_bases;
+// rslice (pixel path): rbase / L.
+template <class T>
+void group_blocks(const GroupInputs<T>& in, const int64_t* rbase, const int64_t* rslice, bool tuples,
+                  ReuseState<T>& st) {
+  const int64_t nb = in.bl.nb, N = in.g.N();
   // About kChunkBlocks blocks per chunk, the chunks a multiple of the threads and their sizes
   // within one of each other (25 blocks on 2 threads: 8 chunks of 3-4, not 7 of 4 and 1).
   const int64_t nt = num_threads();
   int64_t nchunks = std::max<int64_t>(1, (nb + kChunkBlocks - 1) / kChunkBlocks);
   if (nb >= nt) nchunks = std::min(nb, (nchunks + nt - 1) / nt * nt);
-  for_each_block(nchunks, trap, [&](int64_t c) {
+  for_each_block(nchunks, [&](int64_t c) {
     const int64_t j0 = c * nb / nchunks, j1 = (c + 1) * nb / nchunks;
     std::vector<std::unique_ptr<BlockGrouper<T>>> gr;
-    for (int64_t j = j0; j < j1; ++j)
-      gr.emplace_back(new BlockGrouper<T>(in, j, pixel_tuples, *st));
+    for (int64_t j = j0; j < j1; ++j) gr.emplace_back(new BlockGrouper<T>(in, j, tuples, st));
     auto sweep = [&](BlockGrouper<T>* only) {
       for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
         const int64_t len = std::min(kTileRows, N - n0);
-        const int64_t* base_off = rbase.data() + n0;
-        const int64_t* base_slice = pixel_path ? rslice.data() + n0 : nullptr;
+        const int64_t* base_slice = rslice ? rslice + n0 : nullptr;
         if (only) {
-          only->tile(n0, len, base_off, base_slice);
+          only->tile(n0, len, rbase + n0, base_slice);
         } else {
-          for (auto& one : gr) one->tile(n0, len, base_off, base_slice);
+          for (auto& one : gr) one->tile(n0, len, rbase + n0, base_slice);
         }
       }
     };
@@ -473,106 +345,127 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
     for (int64_t j = j0; j < j1; ++j) {
       auto& one = gr[j - j0];
       if (one->overflowed()) {  // l2 values too wide for a packed key: redo with full tuples
-        one.reset(new BlockGrouper<T>(in, j, true, *st));
+        one.reset(new BlockGrouper<T>(in, j, true, st));
         sweep(one.get());
       }
       one->finish();
     }
   });
+}
 
+// Reduced GEMM Yc_j (nc_j, M) = centroids_j . Wm_j, then y[n] = b + sum_j Yc_j[id_j(n)].
+template <class T>
+void products_to_output(const Blocks& bl, const ReuseState<T>& st, const T* b, T* y) {
+  const int64_t nb = bl.nb, M = st.g.M;
+  std::vector<UninitVector<T>> Yc(nb);  // uninitialised: the GEMM writes every value
+  for_each_block(nb, [&](int64_t j) {
+    const int64_t nc = st.clusters(j);
+    Yc[j].resize(static_cast<size_t>(std::max<int64_t>(nc, 1)) * M);
+    detail::block_products(nc, bl.len[j], M, st.centroids[j].data(), st.Wm.data() + bl.k0[j] * M, Yc[j].data());
+  });
+  std::vector<const T*> yc(nb);
+  std::vector<int64_t> nc(nb);
+  for (int64_t j = 0; j < nb; ++j) {
+    yc[j] = Yc[j].data();
+    nc[j] = st.clusters(j);
+  }
+  detail::reconstruct(st.g, nb, yc.data(), nc.data(), st.ids.data(), b, y);
+}
+
+}  // namespace
+
+template <class T>
+std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const ReuseParams<T>& p, const T* x,
+                                                    const T* w, const T* b, T* y) {
+  validate_reuse(g, p);
+  auto st = std::make_unique<ReuseState<T>>();
+  st->g = g;
+  st->L = p.L;
+  st->order = p.order;
+  st->scope = p.scope;
+  const int64_t K = g.K(), M = g.M, N = g.N();
+  const int HB = detail::padded_hashes(p.H), L = p.L;
+  const detail::Layout lay = detail::make_layout(g, p.order == Order::HWC);
+  Buffer<T> padded;
+  const T* xp = detail::padded_input(g, lay, x, padded);
+  const Blocks bl = detail::make_blocks(g, lay, p.order, L);
+  const int64_t nb = bl.nb;
+  st->nblocks = nb;
+  const std::vector<T> Pp = detail::padded_planes(p.planes, L, p.H);
+  const std::vector<int64_t> rbase = detail::row_bases(g, lay);
+  // 1. Keys, clusters and centroids of every block (per slice first on the pixel path).
+  const bool pixel_path = p.order == Order::HWC && g.C % L == 0;
+  PixelIds pix;
+  std::vector<int64_t> rslice;
+  if (pixel_path) {
+    pix = number_pixel_slices(xp, lay.size() / L, p, Pp.data(), HB);
+    rslice.resize(N);
+    for (int64_t n = 0; n < N; ++n) rslice[n] = rbase[n] / L;
+  }
+  st->ids.resize(static_cast<size_t>(nb) * N);
+  st->counts.resize(nb);
+  st->centroids.resize(nb);
+  const int64_t group_rows = p.scope == Scope::Batch ? N : g.P();
+  const GroupInputs<T> in{g, lay, bl, p, xp, Pp.data(), HB, pixel_path, pix.gid.data(), pix.n, group_rows};
+  group_blocks(in, rbase.data(), pixel_path ? rslice.data() : nullptr, pix.tuples, *st);
+  // 2. Weights in the column order, products of the centroids, output rows.
   st->Wm.resize(static_cast<size_t>(K) * M);
   detail::weights_to_matrix(g, p.order, w, st->Wm.data());
-  // Reduced GEMM: Yc_j (nc_j, M) = centroids_j (nc_j, Lj) . Wm_j (Lj, M).
-  std::vector<UninitVector<T>> Yc(nb);  // uninitialised: the GEMM writes every value
-  for_each_block(nb, trap, [&](int64_t j) {
-    const int64_t nc = st->clusters(j), Lj = bl.len[j];
-    Yc[j].resize(static_cast<size_t>(std::max<int64_t>(nc, 1)) * M);
-    gemm<T>(false, false, nc, M, Lj, T(1), st->centroids[j].data(), Lj, st->Wm.data() + bl.k0[j] * M, M, T(0),
-            Yc[j].data(), M);
-  });
-  // Reconstruction: y[n] = b + sum_j Yc_j[id_j(n)], block groups in turn (kTableBudget); with
-  // several groups the partial sums wait in Yr (N, M) between the sweeps.
-  std::vector<const T*> yc(nb);
-  for (int64_t j = 0; j < nb; ++j) yc[j] = Yc[j].data();
-  const std::vector<int64_t> grp =
-      block_groups(nb, [&](int64_t j) { return static_cast<size_t>(st->clusters(j) * M) * sizeof(T); });
-  const int64_t ngroups = static_cast<int64_t>(grp.size()) - 1;
-  Buffer<T> Yr(ngroups > 1 ? static_cast<size_t>(N) * M : 0);
-  const int64_t ntiles = (N + kTileRows - 1) / kTileRows;
-  for (int64_t gi = 0; gi < ngroups; ++gi) {
-    const int64_t j0 = grp[gi], j1 = grp[gi + 1];
-    const bool last = gi == ngroups - 1;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(detail::threads_for(ntiles))
-#endif
-    {
-      Buffer<T> acc(kTileRows * M);
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-      for (int64_t t = 0; t < ntiles; ++t) {
-        const int64_t n0 = t * kTileRows, len = std::min(kTileRows, N - n0);
-        T* out = last ? acc.data() : Yr.data() + n0 * M;
-        if (last && gi > 0) std::memcpy(out, Yr.data() + n0 * M, sizeof(T) * len * M);
-        detail::gather_sum(out, yc.data() + j0, st->ids.data() + j0 * N + n0, N, j1 - j0, len, M, gi > 0);
-        if (last) detail::store_rows_nchw(g, n0, len, acc.data(), b, y);
-      }
-    }
-  }
+  products_to_output(bl, *st, b, y);
   return st;
 }
 
+namespace {
+
+// dY rows (N, M) from NCHW dy (B, M, OH, OW).
 template <class T>
-void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T* db) {
-  const ConvGeom& g = s.g;
-  const int64_t K = g.K(), M = g.M, N = g.N(), nb = s.nblocks;
-  // dY rows (N, M) from NCHW dy.
-  Buffer<T> dY(static_cast<size_t>(N) * M);
-  const int64_t ntiles = (N + kTileRows - 1) / kTileRows;
+void rows_from_nchw(const ConvGeom& g, const T* dy, T* dY) {
+  const int64_t N = g.N(), M = g.M, ntiles = (N + kTileRows - 1) / kTileRows;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(detail::threads_for(ntiles)) schedule(static)
 #endif
   for (int64_t t = 0; t < ntiles; ++t) {
     const int64_t n0 = t * kTileRows;
-    detail::load_rows_nchw(g, n0, std::min(kTileRows, N - n0), dy, dY.data() + n0 * M);
+    detail::load_rows_nchw(g, n0, std::min(kTileRows, N - n0), dy, dY + n0 * M);
   }
-  if (db) detail::bias_grad_rows(dY.data(), N, M, db);
-  if (!dx && !dw) return;
-  std::vector<T> dWm(dw ? static_cast<size_t>(K) * M : 0);
-  std::vector<UninitVector<T>> D(dx ? nb : 0);  // uninitialised: the GEMM writes every value
-  ErrorTrap trap;
-  for_each_block(nb, trap, [&](int64_t j) {
-    const int64_t nc = s.clusters(j), Lj = s.block_len(j), k0 = j * s.L;
-    UninitVector<T> G(static_cast<size_t>(nc) * M);  // every row written: first member copied
-    const int32_t* ids = s.ids.data() + j * N;
-    if (detail::scatter_first(G.data(), ids, dY.data(), N, M, 0) != nc)
-      throw Error("internal: cluster count does not match the ids");
-    if (dw)
-      gemm<T>(true, false, Lj, M, nc, T(1), s.centroids[j].data(), Lj, G.data(), M, T(0), dWm.data() + k0 * M, M);
-    if (dx) {
-      detail::scale_rows(G.data(), s.counts[j].data(), nc, M);
-      D[j].resize(static_cast<size_t>(std::max<int64_t>(nc, 1)) * Lj);
-      gemm<T>(false, true, nc, Lj, M, T(1), G.data(), M, s.Wm.data() + k0 * M, M, T(0), D[j].data(), Lj);
-    }
-  });
-  if (dw) detail::matrix_to_weights(g, s.order, dWm.data(), dw);
-  if (!dx) return;
+}
+
+// Block j of the backward: Gamma_j (nc_j, M) = cluster sums of dY; dWm_j = centroids_j^T Gamma_j
+// into dWm's rows of block j (if dWm); D_j (nc_j, Lj) = (Gamma_j / |c|) Wm_j^T (if D).
+template <class T>
+void block_gradients(const ReuseState<T>& s, int64_t j, const T* dY, T* dWm, UninitVector<T>* D) {
+  const int64_t N = s.g.N(), M = s.g.M, nc = s.clusters(j), Lj = s.block_len(j), k0 = j * s.L;
+  UninitVector<T> G(static_cast<size_t>(nc) * M);  // every row written: first member copied
+  if (detail::scatter_first(G.data(), s.ids.data() + j * N, dY, N, M, 0) != nc)
+    throw std::logic_error("internal: cluster count does not match the ids");
+  if (dWm) gemm<T>(true, false, Lj, M, nc, T(1), s.centroids[j].data(), Lj, G.data(), M, T(0), dWm + k0 * M, M);
+  if (D) {
+    detail::scale_rows(G.data(), s.counts[j].data(), nc, M);
+    D->resize(static_cast<size_t>(std::max<int64_t>(nc, 1)) * Lj);
+    gemm<T>(false, true, nc, Lj, M, T(1), G.data(), M, s.Wm.data() + k0 * M, M, T(0), D->data(), Lj);
+  }
+}
+
+// dX row n = concat_j D_j[id_j(n)], added back (col2im) through each block's runs into the padded
+// dX, block groups in turn (kTableBudget), each swept over all rows, images in parallel; each
+// image unpadded to dx (B, C, H, W) once complete.
+template <class T>
+void scatter_input_grad(const ReuseState<T>& s, const std::vector<UninitVector<T>>& D, T* dx) {
+  const ConvGeom& g = s.g;
+  const int64_t N = g.N(), P = g.P(), nb = s.nblocks;
   const detail::Layout lay = detail::make_layout(g, s.order == Order::HWC);
-  // dX row n = concat_j D_j[id_j(n)], added back (col2im) block by block through each block's runs.
-  const Blocks bl = make_blocks(g, lay, s.order, s.L);
+  const Blocks bl = detail::make_blocks(g, lay, s.order, s.L);
   Buffer<T> dpadded;
   T* dxp = dx;
   if (!detail::layout_is_input(g, lay)) {
     dpadded.resize(lay.size());
     dxp = dpadded.data();
   }
-  const int64_t P = g.P();
   const std::vector<int64_t> rbase = detail::row_bases(g, lay);
   std::vector<const T*> dtab(nb);
   for (int64_t j = 0; j < nb; ++j) dtab[j] = D[j].data();
-  // Block groups in turn (kTableBudget), each swept over all rows.
   const std::vector<int64_t> grp =
-      block_groups(nb, [&](int64_t j) { return static_cast<size_t>(s.clusters(j) * bl.len[j]) * sizeof(T); });
+      detail::block_groups(nb, [&](int64_t j) { return static_cast<size_t>(s.clusters(j) * bl.len[j]) * sizeof(T); });
   constexpr int64_t kAhead = 2;  // D rows are scattered over all blocks: fetch a later row's early
   for (size_t gi = 0; gi + 1 < grp.size(); ++gi) {
     const int64_t j0 = grp[gi], j1 = grp[gi + 1];
@@ -598,6 +491,23 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
       if (dxp != dx && gi + 2 == grp.size()) detail::unpad_image(g, lay, bimg, dxp, dx);
     }
   }
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T* db) {
+  const ConvGeom& g = s.g;
+  const int64_t K = g.K(), M = g.M, N = g.N(), nb = s.nblocks;
+  Buffer<T> dY(static_cast<size_t>(N) * M);
+  rows_from_nchw(g, dy, dY.data());
+  if (db) detail::bias_grad_rows(dY.data(), N, M, db);
+  if (!dx && !dw) return;
+  std::vector<T> dWm(dw ? static_cast<size_t>(K) * M : 0);
+  std::vector<UninitVector<T>> D(dx ? nb : 0);  // uninitialised: the GEMM writes every value
+  for_each_block(nb, [&](int64_t j) { block_gradients(s, j, dY.data(), dw ? dWm.data() : nullptr, dx ? &D[j] : nullptr); });
+  if (dw) detail::matrix_to_weights(g, s.order, dWm.data(), dw);
+  if (dx) scatter_input_grad(s, D, dx);
 }
 
 template struct ReuseState<float>;

@@ -5,27 +5,6 @@
 
 namespace pyadr {
 
-void ConvGeom::validate() {
-  auto need = [](bool ok, const std::string& msg) {
-    if (!ok) throw Error(msg);
-  };
-  need(B >= 1, "x: batch size must be >= 1, got " + std::to_string(B));
-  need(C >= 1 && H >= 1 && W >= 1, "x: channels, height and width must be >= 1");
-  need(M >= 1, "w: out_channels must be >= 1, got " + std::to_string(M));
-  need(kh >= 1 && kw >= 1, "w: kernel size must be >= 1");
-  need(sh >= 1 && sw >= 1, "stride must be >= 1, got (" + std::to_string(sh) + ", " + std::to_string(sw) + ")");
-  need(ph >= 0 && pw >= 0, "padding must be >= 0, got (" + std::to_string(ph) + ", " + std::to_string(pw) + ")");
-  need(dh >= 1 && dw >= 1, "dilation must be >= 1, got (" + std::to_string(dh) + ", " + std::to_string(dw) + ")");
-  const int64_t eh = dh * (kh - 1) + 1, ew = dw * (kw - 1) + 1;
-  need(eh <= H + 2 * ph && ew <= W + 2 * pw,
-       "w: kernel (" + std::to_string(eh) + "x" + std::to_string(ew) + " with dilation) is larger than the padded input (" +
-           std::to_string(H + 2 * ph) + "x" + std::to_string(W + 2 * pw) + ")");
-  OH = (H + 2 * ph - eh) / sh + 1;
-  OW = (W + 2 * pw - ew) / sw + 1;
-  const double total = double(B) * OH * OW * double(C) * kh * kw;
-  need(total < 9.0e18, "convolution is too large");
-}
-
 namespace detail {
 
 Layout make_layout(const ConvGeom& g, bool nhwc) {

@@ -183,18 +183,26 @@ template <class T>
 void maxpool2d_forward(const PoolGeom& g, const T* x, T* y, int32_t* arg) {
   check_pool(g);
   const int64_t HW = g.H * g.W, OHW = g.OH() * g.OW();
+  detail::ParallelErrors errors;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(detail::threads_for(g.P))
 #endif
   {
-    std::vector<T> best(static_cast<size_t>(g.OW()));
-    std::vector<int32_t> at(static_cast<size_t>(g.OW()));
+    std::vector<T> best;
+    std::vector<int32_t> at;
+    errors.run([&] {
+      best.resize(static_cast<size_t>(g.OW()));
+      at.resize(static_cast<size_t>(g.OW()));
+    });
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t p = 0; p < g.P; ++p)
-      maxpool_plane_any(g, x + p * HW, y + p * OHW, arg ? arg + p * OHW : nullptr, best.data(), at.data());
+      errors.run([&] {
+        maxpool_plane_any(g, x + p * HW, y + p * OHW, arg ? arg + p * OHW : nullptr, best.data(), at.data());
+      });
   }
+  errors.rethrow();
 }
 
 template <class T>
@@ -218,16 +226,19 @@ namespace {
 // values per thread.
 template <class T, class F>
 void for_each_image(int64_t B, int64_t scratch, F body) {
+  detail::ParallelErrors errors;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(detail::threads_for(B))
 #endif
   {
-    std::vector<T> buf(static_cast<size_t>(scratch));
+    std::vector<T> buf;
+    errors.run([&] { buf.resize(static_cast<size_t>(scratch)); });
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-    for (int64_t b = 0; b < B; ++b) body(b, buf.data());
+    for (int64_t b = 0; b < B; ++b) errors.run([&] { body(b, buf.data()); });
   }
+  errors.rethrow();
 }
 }  // namespace
 

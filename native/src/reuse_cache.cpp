@@ -1,7 +1,8 @@
 // Inference deep-reuse cache (pyadr/reuse_cache.hpp) and its C API (pyadr/reuse_cache.h).
-// Built from the training kernels' pieces: padded input and column runs (no im2col matrix), the
-// vectorised projection and sign keys, first-occurrence cluster tables, register-resident
-// reconstruction.
+// Built from the training kernels' steps (reuse_steps.hpp): padded input and column runs (no
+// im2col matrix), tile_subvectors, hash_tile (sign keys), KeyIds (first-occurrence numbering of
+// the new keys), block_products, reconstruct. Its own part is group_block: the lookup of every
+// key in the block's persistent table before new clusters are formed.
 #include "pyadr/reuse_cache.hpp"
 
 #include <algorithm>
@@ -12,7 +13,9 @@
 #include "conv_common.hpp"
 #include "layout.hpp"
 #include "lsh_hash.hpp"
+#include "reuse_steps.hpp"
 #include "rowops.hpp"
+#include "pyadr/params.hpp"
 #include "pyadr/reuse_cache.h"
 
 #ifdef _OPENMP
@@ -38,17 +41,11 @@ ReuseCache<T>::ReuseCache(const ConvGeom& g, const T* w, const T* b, const Reuse
   g_.validate();
   const int64_t K = g_.K(), M = g_.M;
   if (!w) throw Error("w must not be null");
-  if (p.L < 1 || p.L > K) throw Error("reuse.L must be in [1, K=" + std::to_string(K) + "], got " + std::to_string(p.L));
-  if (p.H < 1 || p.H > 64) throw Error("reuse.H must be in [1, 64], got " + std::to_string(p.H));
-  if (!p.planes) throw Error("reuse: planes are required");
-  if (p.hash != HashKind::Sign) throw Error("the reuse cache supports the sign hash only");
-  if (max_entries < 0) throw Error("max_entries must be >= 0, got " + std::to_string(max_entries));
+  validate_reuse_cache(g_, p, max_entries);
   order_ = p.order;
-  // Planes padded with zero columns to HB hashes: (L, HB), as the training kernels use them.
-  const int HB = detail::padded_hashes(H_);
-  planes_.assign(static_cast<size_t>(L_) * HB, T(0));
-  for (int k = 0; k < L_; ++k)
-    for (int h = 0; h < H_; ++h) planes_[k * HB + h] = p.planes[k * H_ + h];
+  planes_ = detail::padded_planes(p.planes, L_, H_);  // (L, HB), as the training kernels use them
+  hash_ = p;
+  hash_.planes = hash_.offsets = nullptr;  // not kept: hash_tile reads H and the (sign) hash kind only
   if (b) bias_.assign(b, b + M);
   Wm_.resize(static_cast<size_t>(K) * M);
   detail::weights_to_matrix(g_, order_, w, Wm_.data());
@@ -71,160 +68,130 @@ void ReuseCache<T>::clear() {
   stats_ = ReuseCacheStats();
 }
 
+// Keys of block t's rows, looked up in its table (a hit reuses the stored product), and for keys
+// not stored yet first-occurrence clusters of this call, their centroids (means) and keys. ids
+// (N): the index of each row's product in the block's table once the new ones are appended.
+template <class T>
+void ReuseCache<T>::group_block(const ConvGeom& g, const T* xp, const int64_t* rbase, const std::vector<detail::Run>& runs,
+                                int64_t t, int32_t* id, NewClusters& out) {
+  Block& bl = *blocks_[t];
+  const int64_t N = g.N(), len = bl.len, HB = detail::padded_hashes(H_);
+  constexpr int64_t kTile = detail::kTileRows;
+  const int32_t base = static_cast<int32_t>(bl.table.size());
+  detail::KeyIds local;  // this call's new keys -> new cluster numbers
+  local.reset(N, H_, 0);
+  std::vector<int32_t> counts;
+  int32_t next_new = 0;  // new clusters whose first row is in out.centroids
+  detail::Buffer<T> S(kTile * len), proj(kTile * HB);
+  const T* rowp[kTile];
+  const T* newp[kTile];
+  int32_t newc[kTile];
+  uint64_t keys[kTile];
+  uint64_t last_key = 0;
+  int32_t last_id = -1;
+  for (int64_t n0 = 0; n0 < N; n0 += kTile) {
+    const int64_t rows = std::min(kTile, N - n0);
+    detail::tile_subvectors(xp, rbase + n0, rows, runs, len, S.data(), rowp);
+    detail::hash_tile(rowp, rows, len, planes_.data(), static_cast<int>(HB), hash_, false, proj.data(), keys,
+                      static_cast<int64_t*>(nullptr));
+    int64_t nnew = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint64_t key = keys[r];
+      int32_t k;
+      if (last_id >= 0 && key == last_key) {  // neighbouring rows often share a key
+        k = last_id;
+      } else {
+        k = bl.table.find(key);
+        if (k < 0) {
+          const int32_t c = local.find_or_insert(key, nullptr, static_cast<int32_t>(out.keys.size()));
+          if (c == static_cast<int32_t>(out.keys.size())) {
+            out.keys.push_back(key);
+            counts.push_back(0);
+            out.centroids.resize(out.keys.size() * static_cast<size_t>(len));  // first member copied in
+          }
+          k = base + c;
+        }
+        last_key = key;
+        last_id = k;
+      }
+      id[n0 + r] = k;
+      if (k < base) {
+        ++out.hits;
+      } else {
+        ++counts[k - base];
+        newp[nnew] = rowp[r];
+        newc[nnew++] = k - base;
+      }
+    }
+    next_new = detail::scatter_first_ptrs(out.centroids.data(), newc, newp, nnew, len, next_new);
+  }
+  detail::scale_rows(out.centroids.data(), counts.data(), static_cast<int64_t>(out.keys.size()), len);
+}
+
 template <class T>
 void ReuseCache<T>::forward(int64_t batch, const T* x, T* y) {
-  if (batch < 1) throw Error("batch must be >= 1, got " + std::to_string(batch));
+  validate_batch(batch);
   if (!x || !y) throw Error("x and y must not be null");
   ConvGeom g = g_;
   g.B = batch;
   g.validate();
   const int64_t N = g.N(), M = g.M, nb = static_cast<int64_t>(blocks_.size());
-  const int HB = detail::padded_hashes(H_);
-  constexpr int64_t kTile = 64;
-  if (N > INT32_MAX) throw Error("more than 2^31 rows in one call is not supported");
+  if (N > limits::kMaxRowsPerCall)
+    throw Error("reuse: at most 2^31-1 rows (batch * OH * OW) in one call, got " + std::to_string(N));
   const detail::Layout lay = detail::make_layout(g, order_ == Order::HWC);
   detail::Buffer<T> padded;
   const T* xp = detail::padded_input(g, lay, x, padded);
+  const detail::Blocks bl = detail::make_blocks(g, lay, order_, L_);
+  const std::vector<int64_t> rbase = detail::row_bases(g, lay);
   std::vector<int32_t> ids(static_cast<size_t>(nb) * N);
-  std::vector<int64_t> fresh(nb, 0), hits(nb, 0);
-  std::vector<UninitVector<T>> new_centroids(nb);
-  std::vector<std::vector<uint64_t>> new_keys(nb);
-  for (auto& bl : blocks_)
-    if (max_entries_ > 0 && static_cast<int64_t>(bl->table.size()) > max_entries_) {
-      bl->table.clear();
-      bl->products.clear();
+  std::vector<NewClusters> fresh(nb);
+  for (auto& b : blocks_)
+    if (max_entries_ > 0 && static_cast<int64_t>(b->table.size()) > max_entries_) {
+      b->table.clear();
+      b->products.clear();
     }
 
-  // Phase 1, blocks in parallel (each owns its table), rows a tile at a time: keys, lookups, and
-  // for keys not stored yet, first-occurrence clusters of this call and their sums.
-  [[maybe_unused]] const int nt = detail::threads_for(nb);
-  std::string err;
+  // 1. Blocks in parallel (each owns its table): keys, lookups, new clusters and their centroids.
+  detail::ParallelErrors errors;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(detail::threads_for(nb)) schedule(dynamic, 1)
 #endif
-  for (int64_t t = 0; t < nb; ++t) {
-    try {
-      Block& bl = *blocks_[t];
-      const int64_t len = bl.len;
-      const auto runs = detail::column_runs(g, lay, order_, bl.k0, bl.k0 + len);
-      const bool one_run = runs.size() == 1;
-      const int32_t base = static_cast<int32_t>(bl.table.size());
-      detail::ClusterTable local;
-      local.reset(N, H_, 0);
-      std::vector<uint64_t>& keys_new = new_keys[t];
-      UninitVector<T>& sums = new_centroids[t];
-      int32_t next_new = 0;  // clusters whose first row is in sums
-      std::vector<int32_t> counts;
-      detail::Buffer<T> S(kTile * len), proj(kTile * HB);
-      const T* rowp[kTile];
-      const T* newp[kTile];
-      int32_t newc[kTile];
-      uint64_t keys[kTile];
-      uint64_t last_key = 0;
-      int32_t last_id = -1;
-      int32_t* id = ids.data() + t * N;
-      for (int64_t n0 = 0; n0 < N; n0 += kTile) {
-        const int64_t rows = std::min(kTile, N - n0);
-        for (int64_t r = 0; r < rows; ++r) {
-          const T* rb = xp + detail::row_base(g, lay, n0 + r);
-          if (one_run) {
-            rowp[r] = rb + runs[0].src;
-          } else {
-            detail::gather_runs(rb, runs.data(), runs.size(), S.data() + r * len);
-            rowp[r] = S.data() + r * len;
-          }
-        }
-        detail::lsh_project(rowp, rows, len, planes_.data(), HB, proj.data());
-        detail::lsh_sign_keys(proj.data(), rows, HB, H_, keys);
-        int64_t nnew = 0;
-        for (int64_t r = 0; r < rows; ++r) {
-          const uint64_t key = keys[r];
-          if (last_id >= 0 && key == last_key) {  // neighbouring rows often share a key
-            id[n0 + r] = last_id;
-            if (last_id < base) {
-              ++hits[t];
-            } else {
-              ++counts[last_id - base];
-              newp[nnew] = rowp[r];
-              newc[nnew++] = last_id - base;
-            }
-            continue;
-          }
-          int32_t k = bl.table.find(key);
-          if (k >= 0) {
-            ++hits[t];
-          } else {
-            const int32_t c = local.find_or_insert(key, nullptr, static_cast<int32_t>(keys_new.size()));
-            if (c == static_cast<int32_t>(keys_new.size())) {
-              keys_new.push_back(key);
-              counts.push_back(0);
-              sums.resize(keys_new.size() * static_cast<size_t>(len));  // first member copied in
-            }
-            ++counts[c];
-            newp[nnew] = rowp[r];
-            newc[nnew++] = c;
-            k = base + c;
-          }
-          id[n0 + r] = k;
-          last_key = key;
-          last_id = k;
-        }
-        next_new = detail::scatter_first_ptrs(sums.data(), newc, newp, nnew, len, next_new);
-      }
-      const int64_t nc = static_cast<int64_t>(keys_new.size());
-      detail::scale_rows(sums.data(), counts.data(), nc, len);
-      for (int64_t c = 0; c < nc; ++c) bl.table.find_or_insert(keys_new[c], nullptr, base + static_cast<int32_t>(c));
-      fresh[t] = nc;
-    } catch (const std::exception& e) {
-#ifdef _OPENMP
-#pragma omp critical(pyadr_reuse_cache_err)
-#endif
-      if (err.empty()) err = e.what();
-    }
-  }
-  if (!err.empty()) throw Error(err);
+  for (int64_t t = 0; t < nb; ++t)
+    errors.run([&] { group_block(g, xp, rbase.data(), bl.runs[t], t, ids.data() + t * N, fresh[t]); });
+  errors.rethrow();
 
-  // Phase 2, blocks in turn (the GEMM has the threads): products of the new clusters.
+  // 2. Blocks in turn (the GEMM has the threads): products of the new clusters, stored under their keys.
   for (int64_t t = 0; t < nb; ++t) {
-    Block& bl = *blocks_[t];
-    const int64_t nc = fresh[t];
+    Block& b = *blocks_[t];
+    const int64_t nc = static_cast<int64_t>(fresh[t].keys.size()), base = static_cast<int64_t>(b.table.size());
     if (nc == 0) continue;
-    const size_t old = bl.products.size();
-    bl.products.resize(old + static_cast<size_t>(nc) * M);
-    gemm<T>(false, false, nc, M, bl.len, T(1), new_centroids[t].data(), bl.len, Wm_.data() + bl.k0 * M, M, T(0),
-            bl.products.data() + old, M);
-    UninitVector<T>().swap(new_centroids[t]);
+    const size_t old = b.products.size();
+    b.products.resize(old + static_cast<size_t>(nc) * M);
+    detail::block_products(nc, b.len, M, fresh[t].centroids.data(), Wm_.data() + b.k0 * M, b.products.data() + old);
+    for (int64_t c = 0; c < nc; ++c)
+      b.table.find_or_insert(fresh[t].keys[c], nullptr, static_cast<int32_t>(base + c));
+    UninitVector<T>().swap(fresh[t].centroids);
   }
 
-  // Phase 3, rows in parallel: y[n] = b + sum_j P_j[id_j(n)].
+  // 3. y[n] = b + sum_j P_j[id_j(n)].
   std::vector<const T*> tables(nb);
-  for (int64_t t = 0; t < nb; ++t) tables[t] = blocks_[t]->products.data();
-  const int64_t ntiles = (N + kTile - 1) / kTile;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(detail::threads_for(ntiles))
-#endif
-  {
-    detail::Buffer<T> acc(kTile * M);
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (int64_t tile = 0; tile < ntiles; ++tile) {
-      const int64_t n0 = tile * kTile, rows = std::min(kTile, N - n0);
-      detail::gather_sum(acc.data(), tables.data(), ids.data() + n0, N, nb, rows, M);
-      detail::store_rows_nchw(g, n0, rows, acc.data(), bias_.empty() ? nullptr : bias_.data(), y);
-    }
-  }
-
-  int64_t h = 0, f = 0, entries = 0;
+  std::vector<int64_t> entries(nb);
   for (int64_t t = 0; t < nb; ++t) {
-    h += hits[t];
-    f += fresh[t];
-    entries += static_cast<int64_t>(blocks_[t]->table.size());
+    tables[t] = blocks_[t]->products.data();
+    entries[t] = static_cast<int64_t>(blocks_[t]->products.size()) / M;
+  }
+  detail::reconstruct(g, nb, tables.data(), entries.data(), ids.data(), bias_.empty() ? nullptr : bias_.data(), y);
+
+  int64_t h = 0, f = 0, stored = 0;
+  for (int64_t t = 0; t < nb; ++t) {
+    h += fresh[t].hits;
+    f += static_cast<int64_t>(fresh[t].keys.size());
+    stored += static_cast<int64_t>(blocks_[t]->table.size());
   }
   stats_.calls += 1;
   stats_.lookups += N * nb;
   stats_.hits += h;
-  stats_.entries = entries;
+  stats_.entries = stored;
   stats_.last_rc = static_cast<double>(f) / static_cast<double>(N * nb);
 }
 
@@ -255,19 +222,10 @@ pyadr_status pyadr_reuse_cache_create(const pyadr_conv_geom* g, const float* w, 
       cg = pyadr_capi::to_geom(g ? &g1 : nullptr);
     }
     if (cfg->hash != PYADR_HASH_SIGN) pyadr_capi::bad("cfg->hash: the reuse cache supports PYADR_HASH_SIGN only");
-    if (cfg->order != PYADR_ORDER_HWC && cfg->order != PYADR_ORDER_CHW)
-      pyadr_capi::bad("cfg->order must be PYADR_ORDER_HWC or PYADR_ORDER_CHW");
-    if (cfg->L < 1 || cfg->H < 1 || cfg->H > 64)
-      pyadr_capi::bad("cfg->L must be >= 1 and cfg->H in [1, 64]");
-    std::vector<float> planes(static_cast<size_t>(cfg->L) * cfg->H);
-    for (size_t i = 0; i < planes.size(); ++i) planes[i] = static_cast<float>(cfg->planes[i]);
-    pyadr::ReuseParams<float> p;
-    p.L = cfg->L;
-    p.H = cfg->H;
-    p.order = static_cast<pyadr::Order>(cfg->order);
-    p.planes = planes.data();
+    pyadr_capi::ReuseArgs<float> p;
+    pyadr_capi::to_reuse_params(cfg, cg, "cfg->", p);
     std::unique_ptr<pyadr_reuse_cache> c(new pyadr_reuse_cache());
-    c->impl.reset(new pyadr::ReuseCache<float>(cg, w, b, p, max_entries));
+    c->impl.reset(new pyadr::ReuseCache<float>(cg, w, b, p.p, max_entries));
     *out = c.release();
   });
 }

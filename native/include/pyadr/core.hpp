@@ -12,7 +12,12 @@
 //   nn_ops.cpp           pyadr.nn's max-pooling and LRN (NCHW), for the trainer
 //   block_cache.cpp      large scratch blocks recycled between calls (no page faults per call)
 // Linear layers are convolutions of a 1x1 kernel over 1x1 images.
-// User errors throw pyadr::Error (std::invalid_argument); invariants are asserted.
+// Errors: a bad value (shape, size, parameter out of range) throws pyadr::Error
+// (std::invalid_argument); a value of the wrong kind (dtype, context of another op) throws
+// pyadr::TypeError; a failed allocation std::bad_alloc; invariants are asserted, or throw
+// std::logic_error where a broken one would write out of bounds. The C API and the Python binding
+// map them to PYADR_ERR_INVALID_ARGUMENT / ValueError, PYADR_ERR_TYPE / TypeError,
+// PYADR_ERR_OUT_OF_MEMORY / MemoryError and PYADR_ERR_INTERNAL / RuntimeError.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +32,10 @@ namespace pyadr {
 
 struct Error : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
+};
+// Not derived from std::invalid_argument: catch it before pyadr::Error's base if you map both.
+struct TypeError : std::logic_error {
+  using std::logic_error::logic_error;
 };
 
 enum class Order : int { HWC = 0, CHW = 1 };
@@ -64,6 +73,12 @@ struct ReuseParams {
 namespace detail {
 void* cache_alloc(size_t bytes);               // throws std::bad_alloc
 void cache_free(void* p, size_t bytes) noexcept;
+// Test hook (always compiled, costs one relaxed atomic load per allocation): after `n` more
+// successful cache_alloc calls the next one throws std::bad_alloc (or, with internal, a
+// std::runtime_error standing for an unexpected failure), once; n < 0 disarms. With
+// parallel_only, only allocations made inside an OpenMP parallel region count and fail, so a test
+// can make a kernel fail inside its threads deterministically. Process-wide.
+void fail_allocs_after(int64_t n, bool parallel_only = false, bool internal = false) noexcept;
 }  // namespace detail
 size_t cached_bytes();  // bytes now waiting in the cache
 size_t cache_cap();     // the most it keeps (PYADR_CACHE_MB)

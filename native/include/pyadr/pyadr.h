@@ -35,9 +35,10 @@ extern "C" {
 /* ---- status codes ------------------------------------------------------------------------ */
 typedef enum pyadr_status {
   PYADR_OK = 0,
-  PYADR_ERR_INVALID_ARGUMENT = 1, /* bad shape, null pointer, bad config, wrong context kind */
+  PYADR_ERR_INVALID_ARGUMENT = 1, /* bad value: shape, size, null pointer, parameter out of range */
   PYADR_ERR_OUT_OF_MEMORY = 2,    /* an internal allocation failed */
-  PYADR_ERR_INTERNAL = 3          /* a bug or an unexpected failure; see pyadr_last_error() */
+  PYADR_ERR_INTERNAL = 3,         /* a bug or an unexpected failure; see pyadr_last_error() */
+  PYADR_ERR_TYPE = 4              /* wrong kind: a context of another op or of another dtype */
 } pyadr_status;
 
 /* Message of the last failed call on this thread ("" if none). Valid until the next pyadr call
@@ -154,7 +155,7 @@ PYADR_API pyadr_status pyadr_conv2d_forward_f64(const pyadr_conv_geom* g, const 
 /* Gradients of the forward that made ctx, for upstream gradient dy (batch, out_channels, OH, OW).
  * dx (like x), dw (like w), db (out_channels) may each be NULL when not wanted. With reuse this is
  * the exact derivative of the reuse forward with its clusters held fixed; db is always exact.
- * The dtype must match the forward's (PYADR_ERR_INVALID_ARGUMENT otherwise). */
+ * The dtype and the op (conv2d / linear) must match the forward's (PYADR_ERR_TYPE otherwise). */
 PYADR_API pyadr_status pyadr_conv2d_backward(const pyadr_context* ctx, const float* dy, float* dx, float* dw,
                                              float* db);
 PYADR_API pyadr_status pyadr_conv2d_backward_f64(const pyadr_context* ctx, const double* dy, double* dx,

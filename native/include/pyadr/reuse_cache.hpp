@@ -25,6 +25,9 @@
 #include "pyadr/core.hpp"
 
 namespace pyadr {
+namespace detail {
+struct Run;  // a column run of a sub-matrix in the padded input (native/src/layout.hpp)
+}
 
 struct ReuseCacheStats {
   int64_t entries = 0;   // stored products, all blocks
@@ -51,9 +54,17 @@ class ReuseCache {
 
  private:
   struct Block;  // one sub-matrix: its key table and stored products (reuse_cache.cpp)
+  struct NewClusters {           // what one call adds to a block
+    std::vector<uint64_t> keys;  // (nc) keys not stored before, by first occurrence
+    UninitVector<T> centroids;   // (nc, len) their means over this call's rows
+    int64_t hits = 0;            // rows whose key was stored
+  };
+  void group_block(const ConvGeom& g, const T* xp, const int64_t* rbase, const std::vector<detail::Run>& runs,
+                   int64_t t, int32_t* ids, NewClusters& out);
   ConvGeom g_;
   int L_ = 0, H_ = 0;
   std::vector<T> planes_;  // (L, HB): the planes padded with zero columns to 8/16/32/64 hashes
+  ReuseParams<T> hash_;    // H and the (sign) hash kind, as hash_tile reads them
   std::vector<T> Wm_;      // (K, M), rows in `order`
   std::vector<T> bias_;    // (M) or empty
   Order order_ = Order::HWC;
