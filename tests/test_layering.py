@@ -44,7 +44,7 @@ RESTRICTED = {
     "pyadr.gpu": ("pyadr._checks", "pyadr._config", "pyadr._context"),
     "pyadr._checks": ("pyadr._config",),
     "pyadr.reference": ("pyadr._checks", "pyadr._config"),
-    "pyadr._config": (),
+    "pyadr._config": ("pyadr._native",),        # the limits, defined once in the native core (lazily)
     "pyadr._context": (),
 }
 # (importer, imported) -> why. Each one is an exception to (a) and (b) and must still exist.
