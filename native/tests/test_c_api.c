@@ -8,39 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "c_check.h"
 #include "pyadr/pyadr.h"
-
-static int g_failures = 0;
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++g_failures;                                                          \
-    }                                                                        \
-  } while (0)
-
-#define CHECK_OK(expr)                                                                     \
-  do {                                                                                     \
-    pyadr_status st_ = (expr);                                                             \
-    if (st_ != PYADR_OK) {                                                                 \
-      fprintf(stderr, "%s:%d: %s -> %d (%s)\n", __FILE__, __LINE__, #expr, (int)st_,       \
-              pyadr_last_error());                                                         \
-      ++g_failures;                                                                        \
-    }                                                                                      \
-  } while (0)
-
-/* expr must fail with `code` and a message containing `needle`. */
-#define CHECK_ERR(expr, code, needle)                                                         \
-  do {                                                                                        \
-    pyadr_clear_error();                                                                      \
-    pyadr_status st_ = (expr);                                                                \
-    if (st_ != (code) || strstr(pyadr_last_error(), (needle)) == NULL) {                      \
-      fprintf(stderr, "%s:%d: %s -> %d (\"%s\"), expected %d with \"%s\"\n", __FILE__, __LINE__, \
-              #expr, (int)st_, pyadr_last_error(), (int)(code), (needle));                    \
-      ++g_failures;                                                                           \
-    }                                                                                         \
-  } while (0)
 
 static void check_close_f(const char* what, const float* a, const float* b, size_t n, double tol) {
   size_t i;

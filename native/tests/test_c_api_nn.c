@@ -13,26 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "c_check.h"
 #include "pyadr/pyadr.h"
-
-static int g_failures = 0;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++g_failures;                                                            \
-    }                                                                          \
-  } while (0)
-
-#define CHECK_OK(expr)                                                                                   \
-  do {                                                                                                   \
-    pyadr_status st_ = (expr);                                                                           \
-    if (st_ != PYADR_OK) {                                                                               \
-      fprintf(stderr, "%s:%d: %s -> %d (%s)\n", __FILE__, __LINE__, #expr, (int)st_, pyadr_last_error()); \
-      ++g_failures;                                                                                      \
-    }                                                                                                    \
-  } while (0)
 
 /* expr must fail with PYADR_ERR_INVALID_ARGUMENT and a message containing both needles. */
 #define CHECK_BAD(expr, fn, needle)                                                                       \
