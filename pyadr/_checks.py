@@ -7,7 +7,7 @@ pyadr._config; never the binding, never CuPy (array types are checked by the cal
 its backend, and the checks below read only .dtype/.ndim/.shape/.size).
 
   float_array(a, name, ndim)       dtype float32/float64, ndim, non-empty (a already of the right type)
-  pair(v, name, minimum)           int or (int, int), each >= minimum -> (int, int)
+  pair(v, name)                    int or (int, int) -> (int, int) (types only: values are C++'s)
   check_reuse(reuse)               a ReuseConfig or None -> reuse
   ReuseSetting                     descriptor: a layer's `reuse` attribute, checked on assignment
   conv_geometry(x, w, b, ...)      shapes/dtypes of a convolution call -> (b, geom)
@@ -41,8 +41,10 @@ def float_array(a, name, ndim):
     return a
 
 
-def pair(v, name, minimum):
-    """An int or a pair of ints, each >= minimum (bools rejected) -> (int, int)."""
+def pair(v, name):
+    """An int or a pair of ints (bools rejected) -> (int, int). Only the type and the arity: the
+    values (stride >= 1, padding >= 0, dilation >= 1, ...) are checked once, by the native core's
+    params unit (native/src/params.cpp), for the CPU and the GPU path alike."""
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
@@ -52,8 +54,6 @@ def pair(v, name, minimum):
     for e in vals:
         if isinstance(e, bool) or not isinstance(e, numbers.Integral):
             raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
-        if e < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {v!r}")
     return int(vals[0]), int(vals[1])
 
 
@@ -81,8 +81,9 @@ def conv_geometry(x, w, b, stride, padding, dilation, reuse, as_array):
     """Checks a convolution call whose x and w passed float_array(.., 4).
 
     x (B, C, H, W), w (M, C, kh, kw) of x's dtype, b (M,) of x's dtype or None (checked with
-    `as_array(b, "b", 1)`, the caller's array check, and replaced by what it returns), stride and
-    dilation >= 1, padding >= 0, reuse a ReuseConfig or None.
+    `as_array(b, "b", 1)`, the caller's array check, and replaced by what it returns), stride,
+    padding and dilation ints or pairs of ints, reuse a ReuseConfig or None. Their values are the
+    native core's to check (pyadr._native.output_shape(geom), used by both backends).
     Returns (b, geom), geom = (B, C, H, W, M, kh, kw, sh, sw, ph, pw, dh, dw) as the C API takes it.
     """
     dtype = x.dtype
@@ -99,9 +100,9 @@ def conv_geometry(x, w, b, stride, padding, dilation, reuse, as_array):
             raise TypeError(f"b must have the dtype of x ({dtype}), got {b.dtype}")
         if b.shape != (M,):
             raise ValueError(f"b must have shape ({M},), got {b.shape}")
-    sh, sw = pair(stride, "stride", 1)
-    ph, pw = pair(padding, "padding", 0)
-    dh, dw = pair(dilation, "dilation", 1)
+    sh, sw = pair(stride, "stride")
+    ph, pw = pair(padding, "padding")
+    dh, dw = pair(dilation, "dilation")
     check_reuse(reuse)
     return b, (B, C, H, W, M, kh, kw, sh, sw, ph, pw, dh, dw)
 

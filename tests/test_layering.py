@@ -41,7 +41,7 @@ LAYERS = [
 # own package's modules: gpu never imports the facade that dispatches to it (pyadr._api) nor the
 # slow test reference; the argument checks and the reference stay at the bottom of layer 2.
 RESTRICTED = {
-    "pyadr.gpu": ("pyadr._checks", "pyadr._config", "pyadr._context"),
+    "pyadr.gpu": ("pyadr._checks", "pyadr._config", "pyadr._context", "pyadr._native"),
     "pyadr._checks": ("pyadr._config",),
     "pyadr.reference": ("pyadr._checks", "pyadr._config"),
     "pyadr._config": ("pyadr._native",),        # the limits, defined once in the native core (lazily)

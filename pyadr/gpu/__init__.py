@@ -17,7 +17,8 @@ Importing this module never imports CuPy; kernels are compiled on first use (or 
 cached per device and template argument.
 
 Layer 2, beside pyadr._api (which dispatches CuPy arrays here): modules of pyadr.gpu import only
-each other, pyadr._checks, pyadr._config and pyadr._context; never pyadr._api (a cycle) nor
+each other, pyadr._checks, pyadr._config, pyadr._context and the binding pyadr._native (whose
+params unit checks every argument value, for both backends); never pyadr._api (a cycle) nor
 pyadr.reference (the slow test reference).
   conv       exact and reuse convolution / linear, forward and backward
   _context   GpuConv2dContext and its typed reuse state (GpuForwardState, GpuGroup)

@@ -57,13 +57,11 @@ def _array(a, name, ndim):
 
 
 def _geometry(x, w, b, stride, padding, dilation, reuse):
-    """Checked (b, geom, OH, OW) of a call; the same checks and messages as the CPU path."""
+    """Checked (b, geom, OH, OW) of a call: types here, values (and the output size) by the native
+    core's params unit, as on the CPU path, so both raise the same errors."""
     b, geom = conv_geometry(x, w, b, stride, padding, dilation, reuse, _array)
-    H, W, kh, kw, sh, sw, ph, pw, dh, dw = geom[2:4] + geom[5:]
-    OH = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    OW = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    if OH < 1 or OW < 1:
-        raise ValueError(f"the dilated kernel ({kh}, {kw}) is larger than the padded input ({H}, {W})")
+    from .. import _native     # on first use, as in pyadr._api: importing pyadr.gpu stays light
+    OH, OW = _native.output_shape(geom)
     return b, geom, OH, OW
 
 
