@@ -112,7 +112,10 @@ def test_plain_train_does_not_import_mpi4py(tmp_path):
             f"'--no-progress', '--out', {str(tmp_path / 'run')!r}]); "
             "assert rc == 0, rc; assert 'mpi4py' not in sys.modules, 'mpi4py was imported'")
     env = {k: v for k, v in os.environ.items() if k not in distributed._SIZE_VARS and k != "PMIX_RANK"}
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120, capture_output=True)
+    # cwd: not the checkout, whose pyadr/ (without the built extension) would shadow the installed one
+    proc = subprocess.run([sys.executable, "-c", code], env=env, timeout=120, capture_output=True, text=True,
+                          cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 # -- 2 ranks under mpiexec ---------------------------------------------------------------------
@@ -209,7 +212,7 @@ def test_cli_train_under_mpiexec(tmp_path):
     cmd = mpi_command(2, sys.executable, "-m", "pyadr", "train", "--model", "tiny", "--dataset", "synthetic",
                       "--batch-size", "32", "--epochs", "1", "--reuse", "adaptive", "--threads", "1",
                       "--no-progress", "--out", out)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("final test accuracy") == 1          # rank 0 alone logs
     assert sorted(os.listdir(out)) == ["best.npz", "config.json", "last.npz", "metrics.csv", "metrics.jsonl"]
