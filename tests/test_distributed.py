@@ -77,10 +77,11 @@ def test_launcher_detection(env, size):
 
 
 def test_threads_share_the_cores_among_local_ranks():
-    assert default_threads(1, cpus=2) == 2
-    assert default_threads(2, cpus=2) == 1
-    assert default_threads(4, cpus=2) == 1
-    assert default_threads(2, cpus=16) == 8
+    assert default_threads(1, cpus=2, environ={}) == 2
+    assert default_threads(2, cpus=2, environ={}) == 1
+    assert default_threads(4, cpus=2, environ={}) == 1
+    assert default_threads(2, cpus=16, environ={}) == 8
+    assert default_threads(2, cpus=16, environ={"SLURM_CPUS_PER_TASK": "4"}) == 4
     assert default_threads(1) >= 1
 
 

@@ -7,11 +7,13 @@ identity) or `Mpi` (mpi4py's COMM_WORLD), so the trainer runs one code path for 
     table = comm.allgather([...])   # (size, k) float64, rows in rank order
     flat = comm.allreduce_sum(flat) # float32 vector summed over ranks, identical on every rank
 
-Determinism: `allreduce_sum` is a Reduce_scatter_block (each segment reduced once, on one rank)
-followed by an Allgather, so every rank receives the same bits whatever algorithm MPI picks; and
-scalars are allgathered and summed in rank order locally. Schedule decisions computed from them
-are therefore identical on every rank; the trainer still compares a fingerprint of the rung state
-every step and stops with an error if the ranks ever disagree.
+Determinism: scalars (loss, counts, probe measurements) are allgathered and summed in rank order
+on every rank, so every rank holds the same bits and takes the same schedule decision. Gradients
+go through one MPI Allreduce, whose result the MPI standard advises to be the same on every rank
+and Open MPI's algorithms make so (a Reduce_scatter_block + Allgather that guarantees it by
+construction measured 2-3x slower here: 61-72 ms against 23-33 ms for CifarNet's 5.5 MB). The
+trainer checks both: a fingerprint of the rung state every step, a crc32 of the weights at every
+checkpoint; a mismatch stops the run with an error.
 
 Failure: a rank that raises must not leave the others waiting in a collective. `connect` installs
 an excepthook that prints the error and calls MPI Abort, and the CLI calls `abort_on_error` on its
@@ -57,9 +59,14 @@ def shard_bounds(n, rank, size):
     return n * rank // size, n * (rank + 1) // size
 
 
-def default_threads(local_size, cpus=None):
-    """Engine threads per rank: the cores this process may use (its affinity mask) shared by the
-    ranks on this node, at least 1, so N local ranks never oversubscribe the machine."""
+def default_threads(local_size, cpus=None, environ=None):
+    """Engine threads per rank: Slurm's --cpus-per-task when given (the cores srun gave this
+    task), else the cores this process may use (its affinity mask) shared by the ranks on this
+    node; at least 1, so N local ranks never oversubscribe the machine."""
+    env = os.environ if environ is None else environ
+    per_task = env.get("SLURM_CPUS_PER_TASK", "")
+    if per_task.strip().isdigit() and int(per_task) >= 1:
+        return int(per_task)
     if cpus is None:
         try:
             cpus = len(os.sched_getaffinity(0))
@@ -118,21 +125,11 @@ class Mpi(Single):
             self.comm_seconds += time.perf_counter() - t0
 
     def allreduce_sum(self, flat):
-        """Sum of a 1-D float32/float64 array over the ranks; the same bits on every rank."""
+        """Sum of a 1-D float array over the ranks, in place (one MPI Allreduce)."""
         flat = np.ascontiguousarray(flat)
         assert flat.ndim == 1, flat.shape
-        n, p = flat.size, self.size
-        seg = -(-n // p)
-        send = np.zeros(seg * p, dtype=flat.dtype)
-        send[:n] = flat
-        mine = np.empty(seg, dtype=flat.dtype)
-        out = np.empty(seg * p, dtype=flat.dtype)
-
-        def run():
-            self.comm.Reduce_scatter_block(send, mine, op=self.MPI.SUM)
-            self.comm.Allgather(mine, out)
-        self._timed(run)
-        return out[:n]
+        self._timed(self.comm.Allreduce, self.MPI.IN_PLACE, flat, self.MPI.SUM)
+        return flat
 
     def allgather(self, values):
         mine = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
