@@ -219,6 +219,18 @@ def test_cli_train_under_mpiexec(tmp_path):
     assert sorted(os.listdir(out)) == ["best.npz", "config.json", "last.npz", "metrics.csv", "metrics.jsonl"]
 
 
+def test_cli_compare_under_mpiexec(tmp_path):
+    out = str(tmp_path / "cmp")
+    cmd = mpi_command(2, sys.executable, "-m", "pyadr", "compare", "--model", "tiny", "--dataset", "synthetic",
+                      "--batch-size", "32", "--epochs", "1", "--reuse", "fixed", "--L", "4", "--H", "6",
+                      "--reuse-layers", "conv2", "--no-progress", "--out", out)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("time saved by reuse") == 1               # rank 0 alone tabulates
+    for run in ("exact", "fixed"):
+        assert os.path.exists(os.path.join(out, run, "last.npz"))
+
+
 @pytest.mark.skipif(not os.path.exists(FASHION), reason="Fashion-MNIST is not installed")
 def test_issue_command_fashion_mnist_bit_identical(tmp_path):
     """The issue's check: cifarnet, --limit-train 4096 --epochs 1 --reuse adaptive --threads 1."""

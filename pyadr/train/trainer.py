@@ -12,7 +12,7 @@ the global batch and each rank trains on its slice of it; per step one allgather
 (loss, correct, conv time, stop request, a fingerprint of the rung state) and one flat allreduce of
 the gradients. Counters and the schedule see global numbers only, so checkpoints do not depend on
 the number of ranks; rank 0 alone writes files, logs and shows the progress bar.
-""" 
+"""
 from __future__ import annotations
 
 import json
@@ -98,6 +98,8 @@ class Trainer:
         if cfg.batch_size < self.comm.size:
             raise ValueError(f"batch_size ({cfg.batch_size}) is the global batch and must be at least "
                              f"the number of ranks ({self.comm.size})")
+        if self.comm.size > 1 and cfg.device != "cpu":
+            raise ValueError(f"data-parallel training runs on device 'cpu' only for now, got {cfg.device!r}")
         self.xp = device_module(cfg.device)
         self.threads = cfg.threads
         if self.threads is None and self.comm.size > 1:
