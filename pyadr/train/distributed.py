@@ -176,11 +176,6 @@ def connect(mode="auto", environ=None):
     return comm
 
 
-def active():
-    """The communicator the last connect() made (Single before any)."""
-    return _active if _active is not None else Single()
-
-
 def abort_on_error(message, code=1):
     """Called on an error path: with more than one rank, print `message` and end the whole job
     (the other ranks would otherwise wait forever in their next collective)."""
@@ -193,12 +188,15 @@ def abort_on_error(message, code=1):
 
 def _install_excepthook(comm):
     previous = sys.excepthook
+    if getattr(previous, "pyadr_aborts", False):        # connect() ran before
+        return
 
     def hook(kind, value, tb):
         previous(kind, value, tb)
         print(f"pyadr: rank {comm.rank} of {comm.size} raised {kind.__name__}; aborting the MPI job",
               file=sys.stderr)
         comm.abort(1)
+    hook.pyadr_aborts = True
     sys.excepthook = hook
 
 
