@@ -10,6 +10,7 @@ optional, imported where used):
   checkpoint   self-describing atomic .npz checkpoints;  config: TrainConfig and its resolution
   models       CifarNet, AlexNet, VGG-11/16/19, tiny;  data + loader: datasets and batches
   profile      `pyadr profile`: where a training step's time goes, exact vs reuse
+  distributed  data-parallel over MPI (mpi4py, imported only when wanted): ranks, collectives
 All layers come from pyadr.nn, which reaches the engine only through pyadr.nn.functional.
 """
 from .config import TrainConfig
