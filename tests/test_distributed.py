@@ -301,3 +301,27 @@ def test_killed_rank_ends_the_job(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_sigusr1_to_mpiexec_stops_every_rank_after_the_same_step(tmp_path):
+    settings, results = _settings(tmp_path, "usr1", epochs=2000), str(tmp_path / "usr1-result")
+    proc = subprocess.Popen(mpi_command(2, sys.executable, DRIVER, settings, results),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for([os.path.join(results, f"pid{r}") for r in range(2)], proc, 60)
+        proc.send_signal(signal.SIGUSR1)            # mpiexec forwards it to every rank
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    r0, r1 = (np.load(os.path.join(results, f"rank{r}.npz")) for r in range(2))
+    assert_bit_identical(r0, r1)
+    steps = len(r0["losses"])
+    assert len(r1["losses"]) == steps < 2000 * 16
+    from pyadr.train.checkpoint import load_checkpoint
+    meta, state, _ = load_checkpoint(str(tmp_path / "usr1" / "last.npz"))
+    assert meta["position"]["global_step"] == steps
+    for k, v in state.items():
+        assert v.tobytes() == r0["model/" + k].tobytes()

@@ -42,26 +42,35 @@ PROBE = 0x9B0BE
 
 
 class StopRequest:
-    """First Ctrl-C asks the loop to stop after the current step; a second one aborts."""
+    """First Ctrl-C asks the loop to stop after the current step; a second one aborts. SIGUSR1
+    also asks for a stop after the current step (never an abort): mpiexec forwards it to every
+    rank, where it forwards no Ctrl-C, and Slurm can send it before a time limit
+    (`sbatch --signal=USR1@120`)."""
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self._previous = {}
 
     def _handler(self, signum, frame):
-        if self.requested:
+        if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if not self.requested:
+            print("\nstopping after this step" + (" (Ctrl-C again to abort without saving)"
+                                                  if signum == signal.SIGINT else ""), file=sys.stderr)
         self.requested = True
-        print("\nstopping after this step (Ctrl-C again to abort without saving)", file=sys.stderr)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            for sig in (signal.SIGINT, getattr(signal, "SIGUSR1", None)):
+                if sig is not None:
+                    self._previous[sig] = signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(sig, previous)
+        self._previous = {}
 
 
 def default_out_dir(cfg):
