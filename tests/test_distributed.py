@@ -201,6 +201,14 @@ def test_two_ranks_end_with_bit_identical_weights_adaptive(tmp_path):
     assert any(r["kind"] == "rung" and r["layer"] == "conv2" for r in records)
 
 
+def test_batchnorm_and_dropout_stay_in_sync(tmp_path):
+    """VGG-11 has BatchNorm (running statistics averaged over the ranks) and dropout."""
+    _, (r0, r1) = run_driver(tmp_path, "vgg", 2, model="vgg11", width=0.125, batch_size=16, epochs=0.5)
+    assert_bit_identical(r0, r1)
+    assert any("running_var" in k for k in r0.files)
+    assert len(r0["losses"]) == 16 and np.isfinite(r0["losses"]).all()
+
+
 def test_two_ranks_reproduce_the_one_rank_loss_curve(tmp_path):
     kw = dict(epochs=1.5, reuse="exact", augment=True, batch_size=31)     # slices of 15 and 16 images
     _, (one,) = run_driver(tmp_path, "one", 1, **kw)

@@ -212,8 +212,11 @@ def sync_gradients(comm, params, share, buffers=()):
     arrays += [getattr(m, name) for m, name in buffers]
     weights = [share] * len(params) + [1.0 / comm.size] * len(buffers)
     dtype = np.result_type(*[a.dtype for a in arrays])
-    flat = np.concatenate([np.asarray(a, dtype=dtype).ravel() * dtype.type(w)
-                           for a, w in zip(arrays, weights)])
+    flat = np.empty(sum(a.size for a in arrays), dtype=dtype)
+    offset = 0
+    for a, w in zip(arrays, weights):           # pack, weighting on the way: one pass per array
+        np.multiply(a.reshape(-1), dtype.type(w), out=flat[offset:offset + a.size])
+        offset += a.size
     total = comm.allreduce_sum(flat)
     offset = 0
     for i, a in enumerate(arrays):
