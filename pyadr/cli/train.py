@@ -2,6 +2,7 @@
 
 Flag values override --config FILE, which overrides the defaults; --resume starts from the
 checkpoint's own config (flags still override, e.g. --epochs to train longer).
+`mpiexec -n N pyadr train|compare ...` trains data-parallel (pyadr.train.distributed).
 """
 from __future__ import annotations
 
@@ -75,6 +76,9 @@ def _add_train_flags(p):
     g.add_argument("--no-progress", dest="progress", action="store_false", default=S)
     g.add_argument("--stop-after-steps", dest="stop_after_steps", type=int, default=S,
                    help="stop and checkpoint at this global step, as Ctrl-C would")
+    g.add_argument("--distributed", choices=("auto", "none", "mpi"), default="auto",
+                   help="data-parallel over MPI: auto (when started by mpiexec/srun with > 1 rank), "
+                        "none, or mpi (needs mpi4py: pip install pyadr[mpi])")
 
 
 def build_parser():
@@ -114,7 +118,8 @@ def build_parser():
 def _train_config(args, command):
     """Defaults < checkpoint config (train --resume) < --config FILE < flags given."""
     from ..train.config import load_config_file
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "config_file", "target_drop")}
+    given = {k: v for k, v in vars(args).items()
+             if k not in ("command", "config_file", "target_drop", "distributed")}
     merged = {}
     if command == "train" and "resume" in given:
         from ..train.checkpoint import load_checkpoint
@@ -127,19 +132,23 @@ def _train_config(args, command):
 
 
 def _cmd_train(args):
+    from ..train.distributed import connect
     from ..train.trainer import Trainer
+    comm = connect(args.distributed)
     cfg = _train_config(args, "train")
-    summary = Trainer(cfg).run()
+    summary = Trainer(cfg, comm=comm).run()
     return 130 if summary["interrupted"] and not cfg.stop_after_steps else 0
 
 
 def _cmd_compare(args):
     from ..train.compare import run_compare
+    from ..train.distributed import connect
+    comm = connect(args.distributed)
     cfg = _train_config(args, "compare")
     if "reuse" not in vars(args) and cfg.reuse == "exact":
         cfg.reuse = "adaptive"
     out = cfg.out or os.path.join("runs", f"compare-{cfg.model}-{cfg.dataset}-s{cfg.seed}")
-    run_compare(cfg, out, target_drop=args.target_drop / 100.0)
+    run_compare(cfg, out, target_drop=args.target_drop / 100.0, comm=comm)
     return 0
 
 
@@ -207,10 +216,19 @@ def main(argv=None) -> int:
         return commands[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
         print(f"pyadr {args.command}: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, (ValueError, TypeError)) else 1
+        code = 2 if isinstance(exc, (ValueError, TypeError)) else 1
+        _abort_other_ranks(f"{type(exc).__name__}: {exc}", code)
+        return code
     except KeyboardInterrupt:
         print(f"pyadr {args.command}: aborted", file=sys.stderr)
+        _abort_other_ranks("interrupted", 130)
         return 130
+
+
+def _abort_other_ranks(message, code):
+    """Under MPI with > 1 rank, an error here must end the whole job, not leave it waiting."""
+    from ..train.distributed import abort_on_error
+    abort_on_error(message, code)
 
 
 if __name__ == "__main__":

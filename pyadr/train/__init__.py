@@ -12,6 +12,7 @@ and tqdm are optional, imported where used.
   models       CifarNet, AlexNet, VGG-11/16/19, tiny;  data + loader: datasets and batches
   profile      where a training step's time goes (per-category timers), exact vs reuse
   torch_twin   the same model in PyTorch, for side-by-side step times
+  distributed  data-parallel over MPI (mpi4py, imported only when wanted): ranks, collectives
 All layers come from pyadr.nn, which reaches the engine only through pyadr.nn.functional.
 """
 from .config import TrainConfig

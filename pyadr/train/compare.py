@@ -56,15 +56,21 @@ def format_table(rows, target):
     return "\n".join(lines)
 
 
-def run_compare(cfg, out_dir, log=print, target_drop=TARGET_DROP):
-    """Train exactly and with cfg.reuse into out_dir/exact and out_dir/<strategy>; returns rows."""
+def run_compare(cfg, out_dir, log=print, target_drop=TARGET_DROP, comm=None):
+    """Train exactly and with cfg.reuse into out_dir/exact and out_dir/<strategy>; returns rows.
+    Data-parallel (`comm`): every rank trains, rank 0 alone tabulates and plots (others: None)."""
     if cfg.reuse == "exact":
         raise ValueError("reuse must name a reuse strategy (fixed, ladder or adaptive) to compare with exact")
-    os.makedirs(out_dir, exist_ok=True)
+    root = comm is None or comm.is_root
+    if root:
+        os.makedirs(out_dir, exist_ok=True)
     exact_dir, reuse_dir = os.path.join(out_dir, "exact"), os.path.join(out_dir, cfg.reuse)
     for strategy, d in (("exact", exact_dir), (cfg.reuse, reuse_dir)):
-        log(f"== {strategy} ==")
-        Trainer(dataclasses.replace(cfg, reuse=strategy, out=d, resume=None), log=log).run()
+        if root:
+            log(f"== {strategy} ==")
+        Trainer(dataclasses.replace(cfg, reuse=strategy, out=d, resume=None), log=log, comm=comm).run()
+    if not root:
+        return None
     rows, target = summarize(exact_dir, reuse_dir, target_drop)
     log(format_table(rows, target))
     try:

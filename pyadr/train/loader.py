@@ -5,6 +5,10 @@ All randomness is counter-based: the permutation of epoch e comes from
 default_rng([seed, e, PERMUTATION]) and the augmentation of batch (e, i) from
 default_rng([seed, e, i, AUGMENT]). A run resumed at (epoch, step) therefore sees exactly the
 batches the uninterrupted run would have seen, and prefetching cannot change them.
+
+Data-parallel runs pass shard=(rank, size): every rank draws the same permutation and the same
+augmentation of the whole global batch, then keeps its contiguous slice of it (shard_bounds), so
+the ranks' slices together are exactly the 1-process batch.
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import queue
 import threading
 
 import numpy as np
+
+from .distributed import shard_bounds
 
 PERMUTATION, AUGMENT, DROPOUT = 0x5EED, 0xA06, 0xD0
 
@@ -34,7 +40,7 @@ class BatchLoader:
     """Iterates (images float32 NCHW normalised, labels int64) over one epoch at a time."""
 
     def __init__(self, images, labels, batch_size, mean, std, seed=0, shuffle=True,
-                 crop_pad=0, flip=False, xp=np, prefetch=2):
+                 crop_pad=0, flip=False, xp=np, prefetch=2, shard=(0, 1)):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if len(images) != len(labels):
@@ -44,6 +50,8 @@ class BatchLoader:
         self.images, self.labels = images, labels
         self.batch_size, self.seed, self.shuffle = int(batch_size), int(seed), bool(shuffle)
         self.crop_pad, self.flip, self.xp, self.prefetch = int(crop_pad), bool(flip), xp, int(prefetch)
+        self.shard = (int(shard[0]), int(shard[1]))
+        shard_bounds(1, *self.shard)            # checks 0 <= rank < size
         C = images.shape[1]
         self.scale = (1.0 / (255.0 * np.asarray(std, np.float32))).reshape(1, C, 1, 1).astype(np.float32)
         self.shift = (np.asarray(mean, np.float32) / np.asarray(std, np.float32)).reshape(1, C, 1, 1)
@@ -56,12 +64,19 @@ class BatchLoader:
             return np.arange(len(self.images))
         return np.random.default_rng([self.seed, epoch, PERMUTATION]).permutation(len(self.images))
 
+    def global_rows(self, step):
+        """Rows of global batch `step` (all shards together)."""
+        return min(self.batch_size, len(self.images) - step * self.batch_size)
+
     def make_batch(self, order, epoch, step):
         idx = order[step * self.batch_size:(step + 1) * self.batch_size]
         raw = self.images[idx]
         if self.crop_pad or self.flip:
             raw = _crop_and_flip(raw, np.random.default_rng([self.seed, epoch, step, AUGMENT]),
                                  self.crop_pad, self.flip)
+        if self.shard[1] > 1:
+            lo, hi = shard_bounds(len(idx), *self.shard)
+            raw, idx = raw[lo:hi], idx[lo:hi]
         x = raw.astype(np.float32)
         x *= self.scale
         x -= self.shift

@@ -24,6 +24,11 @@ the engine): H = 12 then 16, and 20 for wide layers (conv2 of CifarNet on Fashio
 then 0.32 with new weights, 0.40 then 0.46 with trained ones; H = 12 has output error 0.17 where
 H = 8 has 0.27, `pyadr bench`), since l2 needs far fewer hash bits than sign for the same rc and
 error. Other layers keep sign rungs at L = min(25, K).
+
+Data-parallel runs: set `schedule.comm` (pyadr.train.distributed). Each rank then holds its
+slice of the probe batches; rc and probe losses are measured on the slices and reduced over the
+ranks, and the training loss given to after_step is the global batch's, so every rank takes the
+same decision at the same step from the same numbers.
 """
 from __future__ import annotations
 
@@ -135,6 +140,13 @@ class ReuseSchedule:
         self.tail_start = None
         self.milestones = []            # ladder: [(step, rung index)]
         self._layers = {}
+        self.comm = None                # distributed: probe measurements are reduced over ranks
+
+    def _reduce(self, values):
+        """Sums of `values` over the ranks (the values themselves in a 1-process run)."""
+        if self.comm is None or self.comm.size == 1:
+            return [float(v) for v in values]
+        return self.comm.allgather(values).sum(axis=0).tolist()
 
     # -- setup --------------------------------------------------------------------------------
     def setup(self, model, probes, steps_per_epoch, total_steps):
@@ -220,8 +232,7 @@ class ReuseSchedule:
         rc = self._measure_rc(model, layer, rung.config(layer.K, seed), probes[:1])
         return rc, predicted_speedup(_out_width(layer), min(rung.L, layer.K), rung.H, rc)
 
-    @staticmethod
-    def _measure_rc(model, layer, config, probes):
+    def _measure_rc(self, model, layer, config, probes):
         saved = [(l, l.reuse) for _, l in engine_layers(model)]
         was_training = model.training
         try:
@@ -231,9 +242,11 @@ class ReuseSchedule:
             model.eval()
             rcs = []
             for x, _ in probes:
-                model.forward(x)
-                rcs.append(layer.last_rc if layer.last_rc is not None else 1.0)
-            return float(np.mean(rcs))
+                if len(x):
+                    model.forward(x)
+                    rcs.append(layer.last_rc if layer.last_rc is not None else 1.0)
+            total, count = self._reduce([sum(rcs), len(rcs)])
+            return total / max(count, 1)
         finally:
             for l, r in saved:
                 l.reuse = r
@@ -351,8 +364,10 @@ class ReuseSchedule:
         def probe_loss():
             total, count = 0.0, 0
             for x, y in probes:
-                s, _ = cross_entropy_loss(model.forward(x), y)
-                total, count = total + s, count + len(y)
+                if len(y):
+                    s, _ = cross_entropy_loss(model.forward(x), y)
+                    total, count = total + s, count + len(y)
+            total, count = self._reduce([total, count])
             return total / max(count, 1)
         layers = engine_layers(model)
         saved = [(l, l.reuse) for _, l in layers]

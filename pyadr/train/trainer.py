@@ -6,6 +6,12 @@ keyed by (seed, epoch, step) (see loader.py), and a checkpoint holds the weights
 buffers, schedule state, position (epoch, step within it) and the partial-epoch counters. A stop
 (Ctrl-C, or `stop_after_steps`) saves last.npz after the last completed step; resuming from it
 replays the epoch's permutation from the next step, giving bit-identical weights.
+
+Data-parallel (comm from pyadr.train.distributed, e.g. under `mpiexec -n N`): --batch-size stays
+the global batch and each rank trains on its slice of it; per step one allgather of the scalars
+(loss, correct, conv time, stop request, a fingerprint of the rung state) and one flat allreduce of
+the gradients. Counters and the schedule see global numbers only, so checkpoints do not depend on
+the number of ranks; rank 0 alone writes files, logs and shows the progress bar.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+import zlib
 
 import numpy as np
 
@@ -24,6 +31,7 @@ from ..nn.backend import device_module
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import load_dataset
+from .distributed import Single, default_threads, float_buffers, sync_gradients, weights_fingerprint
 from .evaluation import evaluate
 from .loader import DROPOUT, BatchLoader
 from .metrics import MetricsLog
@@ -34,26 +42,35 @@ PROBE = 0x9B0BE
 
 
 class StopRequest:
-    """First Ctrl-C asks the loop to stop after the current step; a second one aborts."""
+    """First Ctrl-C asks the loop to stop after the current step; a second one aborts. SIGUSR1
+    also asks for a stop after the current step (never an abort): mpiexec forwards it to every
+    rank, where it forwards no Ctrl-C, and Slurm can send it before a time limit
+    (`sbatch --signal=USR1@120`)."""
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self._previous = {}
 
     def _handler(self, signum, frame):
-        if self.requested:
+        if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if not self.requested:
+            print("\nstopping after this step" + (" (Ctrl-C again to abort without saving)"
+                                                  if signum == signal.SIGINT else ""), file=sys.stderr)
         self.requested = True
-        print("\nstopping after this step (Ctrl-C again to abort without saving)", file=sys.stderr)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            for sig in (signal.SIGINT, getattr(signal, "SIGUSR1", None)):
+                if sig is not None:
+                    self._previous[sig] = signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(sig, previous)
+        self._previous = {}
 
 
 def default_out_dir(cfg):
@@ -78,26 +95,42 @@ def _new_epoch_counters():
     return {"loss_sum": 0.0, "correct": 0, "count": 0, "conv_time": 0.0, "rc_sum": {}, "rc_n": {}}
 
 
+def _quiet(*_):
+    pass
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, log=print):
-        self.cfg, self.log = cfg.validate(), log
+    def __init__(self, cfg: TrainConfig, log=print, comm=None):
+        self.cfg = cfg.validate()
+        self.comm = comm if comm is not None else Single()
+        self.log = log if self.comm.is_root else _quiet
+        if cfg.batch_size < self.comm.size:
+            raise ValueError(f"batch_size ({cfg.batch_size}) is the global batch and must be at least "
+                             f"the number of ranks ({self.comm.size})")
+        if self.comm.size > 1 and cfg.device != "cpu":
+            raise ValueError(f"data-parallel training runs on device 'cpu' only for now, got {cfg.device!r}")
         self.xp = device_module(cfg.device)
-        if cfg.threads is not None:
+        self.threads = cfg.threads
+        if self.threads is None and self.comm.size > 1:
+            self.threads = default_threads(self.comm.local_size)
+        if self.threads is not None:
             import pyadr
             if hasattr(pyadr, "set_num_threads"):
-                pyadr.set_num_threads(cfg.threads)
+                pyadr.set_num_threads(self.threads)
         data = load_dataset(cfg.dataset, cfg.data_dir).limit_train(cfg.limit_train)
         augment = cfg.augment if cfg.augment is not None else data.name == "cifar10"
         self.data = data
+        shard = (self.comm.rank, self.comm.size)
         self.train_loader = BatchLoader(data.train_images, data.train_labels, cfg.batch_size,
                                         data.mean, data.std, seed=cfg.seed, crop_pad=4 if augment else 0,
-                                        flip=augment, xp=self.xp)
+                                        flip=augment, xp=self.xp, shard=shard)
         self.test_loader = BatchLoader(data.test_images, data.test_labels, cfg.eval_batch_size,
-                                       data.mean, data.std, shuffle=False, xp=self.xp)
+                                       data.mean, data.std, shuffle=False, xp=self.xp, shard=shard)
         probe_idx = np.random.default_rng([cfg.seed, PROBE]).permutation(len(data.train_images))
         probe_idx = np.sort(probe_idx[: cfg.probe_batches * cfg.batch_size])
         probe_loader = BatchLoader(data.train_images[probe_idx], data.train_labels[probe_idx],
-                                   cfg.batch_size, data.mean, data.std, shuffle=False, xp=self.xp, prefetch=0)
+                                   cfg.batch_size, data.mean, data.std, shuffle=False, xp=self.xp, prefetch=0,
+                                   shard=shard)
         self.probes = [(x, y) for _, x, y in probe_loader.epoch(0)]
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = max(1, int(math.ceil(cfg.epochs * self.steps_per_epoch)))
@@ -108,11 +141,14 @@ class Trainer:
         self.model = build_model(cfg.model, data.image_shape, data.num_classes, cfg.width, cfg.seed).to(self.xp)
         self.layers = engine_layers(self.model)
         self.dropouts = dropout_layers(self.model)
+        self.params, self.float_buffers = self.model.parameters(), float_buffers(self.model)
         self.optimizer = SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                              weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
         self.lr_at = make_lr_schedule(cfg.lr_schedule, cfg.lr, self.total_steps, self.steps_per_epoch,
                                       cfg.lr_milestones, cfg.lr_gamma)
         self.schedule = make_schedule(cfg)
+        self.schedule.comm = self.comm
+        self.stop_any = False
         self.out = cfg.out or default_out_dir(cfg)
 
     # -- bookkeeping --------------------------------------------------------------------------
@@ -140,6 +176,9 @@ class Trainer:
             self.log(f"[reuse] step {e['step']}: {e['layer']}: {e['from']} -> {e['to']} ({e['reason']})")
 
     def _save(self, name, epoch, step_in_epoch, counters):
+        self._check_ranks_agree()
+        if not self.comm.is_root:
+            return
         meta = {"model_spec": self.model_spec, "config": self.cfg.to_dict(), "data_norm": self.data_norm,
                 "position": {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": self.global_step},
                 "schedule": self.schedule.state_dict(), "counters": counters,
@@ -148,6 +187,18 @@ class Trainer:
                 "rng": {"scheme": "counter-based default_rng([seed, epoch, step, stream])",
                         "seed": self.cfg.seed}}
         save_checkpoint(os.path.join(self.out, name), self.model, self.optimizer, meta)
+
+    def _check_ranks_agree(self):
+        """Invariant of data-parallel training: every rank holds the same weights (and buffers)."""
+        if self.comm.size == 1:
+            return
+        crcs = self.comm.allgather([weights_fingerprint(self.model)])[:, 0]
+        if not (crcs == crcs[0]).all():
+            raise RuntimeError(f"the ranks' weights differ at global step {self.global_step} "
+                               f"(crc32 {[int(c) for c in crcs]}): data-parallel training lost sync")
+
+    def _evaluate(self):
+        return evaluate(self.model, self.test_loader, self.cfg.eval_reuse, comm=self.comm)[:2]
 
     def _restore(self, path):
         meta, model_state, opt_state = load_checkpoint(path)
@@ -165,6 +216,8 @@ class Trainer:
 
     def _progress(self):
         want = self.cfg.progress
+        if not self.comm.is_root:
+            return None
         if want is None:
             want = sys.stdout.isatty()
         if not want:
@@ -180,20 +233,26 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
     def run(self):
         cfg = self.cfg
-        os.makedirs(self.out, exist_ok=True)
+        if self.comm.is_root:
+            os.makedirs(self.out, exist_ok=True)
         self.global_step, self.conv_time_total, self.best_acc = 0, 0.0, -1.0
         self.last_test = (None, None)
         self.clock0 = time.perf_counter()
         start_epoch, start_step, counters = 0, 0, _new_epoch_counters()
+        root = self.comm.is_root
         if cfg.resume:
             start_epoch, start_step, counters = self._restore(cfg.resume)
-            self.metrics = MetricsLog(self.out, keep_until_step=self.global_step)
+            self.metrics = MetricsLog(self.out, keep_until_step=self.global_step) if root else _NoMetrics()
             self.log(f"resumed from {cfg.resume} at epoch {start_epoch}, step {start_step} "
                      f"(global step {self.global_step})")
         else:
-            self.metrics = MetricsLog(self.out)
-        with open(os.path.join(self.out, "config.json"), "w") as f:
-            json.dump(cfg.to_dict(), f, indent=2)
+            self.metrics = MetricsLog(self.out) if root else _NoMetrics()
+        if root:
+            with open(os.path.join(self.out, "config.json"), "w") as f:
+                json.dump(cfg.to_dict(), f, indent=2)
+        if self.comm.size > 1:
+            self.log(f"data-parallel over {self.comm.size} ranks ({self.comm.name}, {self.comm.local_size} "
+                     f"on this node), {self.threads} engine thread(s) per rank, global batch {cfg.batch_size}")
         self.log(f"training {cfg.model} on {cfg.dataset} ({len(self.data.train_images)} images, "
                  f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps), reuse={cfg.reuse}, "
                  f"out={self.out}")
@@ -209,16 +268,16 @@ class Trainer:
                 for step_in_epoch, x, y in self.train_loader.epoch(epoch, start_step):
                     if self.global_step >= self.total_steps:
                         break
-                    self._train_step(epoch, step_in_epoch, x, y, counters)
+                    self._train_step(epoch, step_in_epoch, x, y, counters, stop.requested)
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(loss=f"{counters['loss_sum'] / counters['count']:.4f}")
                     if cfg.eval_every and self.global_step % cfg.eval_every == 0:
-                        self.last_test = evaluate(self.model, self.test_loader, cfg.eval_reuse)[:2]
+                        self.last_test = self._evaluate()
                         rec = self._record("eval", counters, self.last_test)
                         self.log(f"step {self.global_step}: test acc {rec['test_acc']:.4f}, "
                                  f"train loss {rec['train_loss']:.4f}, {rec['wall_time']:.1f} s")
-                    if stop.requested or (cfg.stop_after_steps and self.global_step >= cfg.stop_after_steps):
+                    if self.stop_any or (cfg.stop_after_steps and self.global_step >= cfg.stop_after_steps):
                         interrupted = True
                         break
                 if interrupted:
@@ -226,7 +285,7 @@ class Trainer:
                     self.log(f"stopped at global step {self.global_step}; resume with "
                              f"--resume {os.path.join(self.out, 'last.npz')}")
                     break
-                self.last_test = evaluate(self.model, self.test_loader, cfg.eval_reuse)[:2]
+                self.last_test = self._evaluate()
                 rec = self._record("epoch", counters, self.last_test)
                 self.log(f"epoch {rec['epoch']:g}: train loss {rec['train_loss']:.4f}, test loss "
                          f"{rec['test_loss']:.4f}, test acc {rec['test_acc']:.4f}, {rec['wall_time']:.1f} s "
@@ -240,40 +299,75 @@ class Trainer:
             bar.close()
         summary = {"out": self.out, "steps": self.global_step, "interrupted": interrupted,
                    "test_loss": self.last_test[0], "test_acc": self.last_test[1],
-                   "wall_time": self._wall(), "conv_time": self.conv_time_total}
+                   "wall_time": self._wall(), "conv_time": self.conv_time_total,
+                   "ranks": self.comm.size, "comm_time": self.comm.comm_seconds}
         if not interrupted:
             acc = summary["test_acc"]
             how = "reuse" if cfg.eval_reuse else "exact"
             self.log(f"final test accuracy {100 * acc:.2f} % ({how} convolution), wall time "
-                     f"{summary['wall_time']:.1f} s, conv time {summary['conv_time']:.1f} s")
+                     f"{summary['wall_time']:.1f} s, conv time {summary['conv_time']:.1f} s"
+                     + (f", {summary['comm_time']:.1f} s in collectives on rank 0 ({self.comm.size} ranks)"
+                        if self.comm.size > 1 else ""))
         return summary
 
-    def _train_step(self, epoch, step_in_epoch, x, y, counters):
+    def _train_step(self, epoch, step_in_epoch, x, y, counters, stop_requested=False):
+        """One SGD step on this rank's slice of global batch `step_in_epoch`; returns the global
+        batch's mean loss. Sets self.stop_any when any rank was asked to stop."""
+        comm = self.comm
         self._events(self.schedule.before_step(self.global_step, self.steps_per_epoch))
         self.optimizer.lr = self.lr_at(self.global_step)
+        rank_key = [comm.rank] if comm.size > 1 else []     # ranks draw different dropout masks
         for i, d in enumerate(self.dropouts):
-            d.rng = np.random.default_rng([self.cfg.seed, epoch, step_in_epoch, DROPOUT, i])
+            d.rng = np.random.default_rng([self.cfg.seed, epoch, step_in_epoch, DROPOUT, i] + rank_key)
         self.model.train()
-        loss, dlogits, correct = softmax_cross_entropy(self.model.forward(x), y)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss} at step {self.global_step}: "
-                                     f"lower --lr (now {self.optimizer.lr})")
-        self.model.backward(dlogits)
-        self.optimizer.step()
-        counters["loss_sum"] += loss * len(y)
-        counters["correct"] += correct
-        counters["count"] += len(y)
-        seconds = 0.0
+        n_global = self.train_loader.global_rows(step_in_epoch)
+        share = len(y) / n_global
+        loss, correct = 0.0, 0
+        if len(y):
+            loss, dlogits, correct = softmax_cross_entropy(self.model.forward(x), y)
+            if math.isfinite(loss):
+                self.model.backward(dlogits)
+        else:                   # an empty slice of a short last batch: no gradient from here
+            for p in self.params:
+                p.grad = None
+        seconds, rc_now = 0.0, []
         for name, layer in self.layers:
             seconds += layer.engine_seconds
             layer.engine_seconds = 0.0
-            if layer.reuse is not None and layer.last_rc is not None:
-                counters["rc_sum"][name] = counters["rc_sum"].get(name, 0.0) + layer.last_rc
+            used = len(y) and layer.reuse is not None and layer.last_rc is not None
+            rc_now += [layer.last_rc if used else 0.0, 1.0 if used else 0.0]
+        rungs = zlib.crc32(json.dumps(self.schedule.labels(), sort_keys=True).encode())
+        table = comm.allgather([loss * share, correct, seconds, bool(stop_requested), rungs] + rc_now)
+        if not (table[:, 4] == table[0, 4]).all():
+            raise RuntimeError(f"the ranks disagree on the reuse rungs at global step {self.global_step}: "
+                               "data-parallel training lost sync")
+        sums = table.sum(axis=0)
+        loss, correct, seconds, self.stop_any = float(sums[0]), int(sums[1]), sums[2] / comm.size, sums[3] > 0
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss} at step {self.global_step}: "
+                                     f"lower --lr (now {self.optimizer.lr})")
+        sync_gradients(comm, self.params, share, self.float_buffers)
+        self.optimizer.step()
+        counters["loss_sum"] += loss * n_global
+        counters["correct"] += correct
+        counters["count"] += n_global
+        for j, (name, layer) in enumerate(self.layers):
+            rc_total, rc_count = sums[5 + 2 * j], sums[6 + 2 * j]
+            if rc_count:
+                counters["rc_sum"][name] = counters["rc_sum"].get(name, 0.0) + float(rc_total / rc_count)
                 counters["rc_n"][name] = counters["rc_n"].get(name, 0) + 1
-        counters["conv_time"] += seconds
-        self.conv_time_total += seconds
+        counters["conv_time"] += float(seconds)
+        self.conv_time_total += float(seconds)
         self.global_step += 1
         self._events(self.schedule.after_step(self.global_step - 1, loss, self.model, self.probes))
+        return loss
+
+
+class _NoMetrics:
+    """Ranks other than 0 write no logs."""
+
+    def write(self, record):
+        pass
 
 
 def _fmt_rc(rc):
