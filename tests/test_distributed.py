@@ -119,7 +119,7 @@ def test_missing_mpi4py_gives_one_clear_error(monkeypatch, tmp_path, capsys):
         connect("mpi")
     with pytest.raises(RuntimeError, match=r"MPI launcher \(2 ranks\).*pip install pyadr\[mpi\]"):
         connect("auto", environ={"OMPI_COMM_WORLD_SIZE": "2"})
-    from pyadr.train import cli
+    from pyadr.cli import train as cli
     argv = ["train", "--model", "tiny", "--dataset", "synthetic", "--no-progress", "--out",
             str(tmp_path / "run"), "--distributed", "mpi"]
     assert cli.main(argv) == 1
@@ -128,7 +128,7 @@ def test_missing_mpi4py_gives_one_clear_error(monkeypatch, tmp_path, capsys):
 
 
 def test_plain_train_does_not_import_mpi4py(tmp_path):
-    code = ("import sys; from pyadr.train import cli; "
+    code = ("import sys; from pyadr.cli import train as cli; "
             f"rc = cli.main(['train', '--model', 'tiny', '--dataset', 'synthetic', '--epochs', '0.25', "
             f"'--no-progress', '--out', {str(tmp_path / 'run')!r}]); "
             "assert rc == 0, rc; assert 'mpi4py' not in sys.modules, 'mpi4py was imported'")

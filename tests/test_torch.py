@@ -9,11 +9,14 @@ import pyadr.torch as pt  # noqa: E402
 F = torch.nn.functional
 
 
-def test_import_pyadr_does_not_import_torch():
+def test_import_pyadr_does_not_import_torch(tmp_path):
     import subprocess
     import sys
     code = "import sys, pyadr; pyadr.ReuseConfig(); print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # run outside the checkout: `-c` puts the working directory first on sys.path, and the
+    # checkout's pyadr/ has no compiled _native (ReuseConfig reads its limits from it)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path)
     assert out.stdout.strip() == "False"
 
 
