@@ -20,13 +20,10 @@ _DESCRIPTION = "Write weights in the pyadr edge format (docs/edge.md) for the C 
 
 def checkpoint_layers(path):
     """(input_shape, layers, mean, std) of a trainer checkpoint (pyadr train's last.npz/best.npz)."""
-    from ..train.checkpoint import load_checkpoint
-    from ..train.models import build_model
+    from ..train.checkpoint import load_model
 
-    meta, state, _ = load_checkpoint(path)
+    model, meta = load_model(path)
     spec = meta["model_spec"]
-    model = build_model(spec["name"], spec["in_shape"], spec["num_classes"], spec["width"])
-    model.load_state_dict(state)
     norm = meta.get("data_norm")
     if norm is None:   # checkpoints written before data_norm was recorded
         from ..train.data import load_dataset

@@ -56,6 +56,7 @@ def main(argv=None, file=None) -> int:
     from ..nn import SGD
     from ..train.data import load_dataset
     from ..train.loader import BatchLoader
+    from ..train.checkpoint import load_checkpoint, model_from_spec
     from ..train.models import build_model, engine_layers
     from ..train.reuse_schedule import Rung
 
@@ -63,7 +64,6 @@ def main(argv=None, file=None) -> int:
     spec, state = None, None
     try:
         if a.checkpoint is not None:
-            from ..train.checkpoint import load_checkpoint
             meta, state, _ = load_checkpoint(a.checkpoint)
             spec = meta["model_spec"]
             a.model, a.dataset = spec["name"], meta["config"]["dataset"]
@@ -76,9 +76,7 @@ def main(argv=None, file=None) -> int:
     def new_model():
         if spec is None:
             return build_model(a.model, data.image_shape, data.num_classes, 1.0, a.seed)
-        model = build_model(spec["name"], spec["in_shape"], spec["num_classes"], spec["width"])
-        model.load_state_dict(state)
-        return model
+        return model_from_spec(spec, state)
 
     loader = BatchLoader(data.train_images, data.train_labels, a.batch_size, data.mean, data.std,
                          seed=a.seed, prefetch=0)

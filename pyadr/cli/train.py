@@ -170,19 +170,17 @@ def _cmd_plot(args):
 
 def _cmd_evaluate(args):
     from ..nn.backend import device_module
-    from ..train.checkpoint import load_checkpoint
+    from ..train.checkpoint import load_model
     from ..train.data import load_dataset
     from ..train.evaluation import evaluate
     from ..train.loader import BatchLoader
-    from ..train.models import build_model, engine_layers
+    from ..train.models import engine_layers
     from ..train.reuse_schedule import ReuseSchedule, Rung
 
-    meta, model_state, _ = load_checkpoint(args.checkpoint)
-    spec, cfg = meta["model_spec"], meta["config"]
+    model, meta = load_model(args.checkpoint)
+    cfg = meta["config"]
     xp = device_module(args.device)
     data = load_dataset(cfg["dataset"], args.data_dir or cfg.get("data_dir"))
-    model = build_model(spec["name"], spec["in_shape"], spec["num_classes"], spec["width"])
-    model.load_state_dict(model_state)
     model.to(xp)
     layers = dict(engine_layers(model))
     if args.reuse == "checkpoint":

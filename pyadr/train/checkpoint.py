@@ -54,3 +54,19 @@ def load_checkpoint(path):
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a pyadr training checkpoint (format {meta.get('format')!r})")
     return meta, model_state, {"hyper": meta["optimizer"], "buffers": buffers}
+
+
+def model_from_spec(spec, state=None):
+    """The model a checkpoint's meta["model_spec"] describes, with `state` (its model state dict)
+    loaded when given."""
+    from .models import build_model
+    model = build_model(spec["name"], spec["in_shape"], spec["num_classes"], spec["width"])
+    if state is not None:
+        model.load_state_dict(state)
+    return model
+
+
+def load_model(path):
+    """(model with the checkpoint's weights, meta dict) of a checkpoint file."""
+    meta, state, _ = load_checkpoint(path)
+    return model_from_spec(meta["model_spec"], state), meta
