@@ -1,0 +1,169 @@
+"""The native memory-bound kernels of pyadr.nn (batch_norm.cpp, sgd_update.cpp, the fused ReLU
+paths) against their array-module references and finite differences."""
+import copy
+
+import numpy as np
+import pytest
+
+import pyadr.nn as nn
+from pyadr import _native
+
+from test_nn_layers import check_module_grads, to64
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(4321)
+
+
+def _bn_pair(rng, C, dtype, affine=True, momentum=0.1):
+    a = nn.BatchNorm2d(C, affine=affine, momentum=momentum, dtype=dtype)
+    if affine:
+        a.weight.data = rng.standard_normal(C).astype(dtype)
+        a.bias.data = rng.standard_normal(C).astype(dtype)
+    return a, copy.deepcopy(a)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 5), (1, 2, 1, 1), (7, 70, 1, 1), (16, 8, 9, 11)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batchnorm_native_matches_vectorised(rng, dtype, tol, shape, affine):
+    """Training forward (y, running stats), backward (dx, dgamma, dbeta) and eval forward of the
+    native kernel against forward_vectorised on the same module state."""
+    C = shape[1]
+    a, b = _bn_pair(rng, C, dtype, affine)
+    for step in range(2):      # the second step starts from updated running stats
+        x = (rng.standard_normal(shape) * 3 + 1.5).astype(dtype)
+        ya, yb = a.forward(x), b.forward_vectorised(x)
+        assert a._cache[0] == "native" and b._cache[0] == "vectorised"
+        scale = max(1.0, float(np.abs(yb).max()))
+        np.testing.assert_allclose(ya, yb, rtol=0, atol=tol * 10 * scale)
+        np.testing.assert_allclose(a.running_mean, b.running_mean, rtol=tol * 10, atol=tol)
+        np.testing.assert_allclose(a.running_var, b.running_var, rtol=tol * 10, atol=tol)
+        dy = rng.standard_normal(shape).astype(dtype)
+        dxa, dxb = a.backward(dy), b.backward(dy)
+        np.testing.assert_allclose(dxa, dxb, rtol=0, atol=tol * 100 * max(1.0, float(np.abs(dxb).max())))
+        if affine:
+            for pa, pb in ((a.weight, b.weight), (a.bias, b.bias)):
+                assert pa.grad.dtype == dtype
+                np.testing.assert_allclose(pa.grad, pb.grad, rtol=tol * 100, atol=tol * 100 * np.abs(pb.grad).max())
+    a.eval()
+    b.eval()
+    x = rng.standard_normal(shape).astype(dtype)
+    np.testing.assert_allclose(a.forward(x), b.forward_vectorised(x), rtol=0, atol=tol * 10)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_batchnorm_native_gradients(rng, affine):
+    bn = to64(nn.BatchNorm2d(3, affine=affine))
+    if affine:
+        bn.weight.data = rng.standard_normal(3)
+        bn.bias.data = rng.standard_normal(3)
+    check_module_grads(bn, rng.standard_normal((3, 3, 2, 4)), rng, atol=1e-5)
+    assert bn._cache[0] == "native"
+
+
+def test_batchnorm_falls_back_for_mixed_dtypes(rng):
+    bn = nn.BatchNorm2d(2)            # float32 parameters, float64 input: the NumPy path
+    x = rng.standard_normal((3, 2, 2, 2))
+    bn.forward(x)
+    assert bn._cache[0] == "vectorised"
+
+
+def test_batchnorm_native_bad_input(rng):
+    bn = nn.BatchNorm2d(2)
+    x = rng.standard_normal((3, 2, 2, 2)).astype(np.float32)
+    bn.forward(x)
+    with pytest.raises(ValueError, match="dy must have the forward's output shape"):
+        bn.backward(np.zeros((3, 2, 2, 1), np.float32))
+    with pytest.raises(RuntimeError, match="forward in training mode"):
+        bn.eval()
+        bn.forward(x)
+        bn.backward(np.zeros_like(x))
+    C = 2
+    f32 = [np.zeros(C, np.float32) for _ in range(2)]
+    f64 = [np.zeros(C, np.float64) for _ in range(2)]
+    with pytest.raises(TypeError, match="gamma must be float32"):
+        _native.batch_norm_forward(3, C, 4, x, f64[0], None, 1e-5, True, *f64, *f32, False, np.empty_like(x))
+    with pytest.raises(ValueError, match="B, C and HW must be >= 1"):
+        _native.batch_norm_forward(0, C, 4, x, None, None, 1e-5, True, *f64, *f32, False, np.empty_like(x))
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        _native.batch_norm_forward(3, C, 4, x, None, None, 0.0, True, *f64, *f32, False, np.empty_like(x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_kernel_fused_relu(rng, dtype):
+    """relu=True gives max(bn(x), 0); the backward with y given equals the plain backward of
+    dy * (y > 0)."""
+    B, C, HW = 5, 4, 6
+    x = rng.standard_normal((B, C, HW)).astype(dtype)
+    gamma, beta = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
+    outs = []
+    for relu in (False, True):
+        mean, var = np.empty(C), np.empty(C)
+        mt, s, y = np.empty(C, dtype), np.empty(C, dtype), np.empty_like(x)
+        _native.batch_norm_forward(B, C, HW, x, gamma, beta, 1e-5, True, mean, var, mt, s, relu, y)
+        outs.append((y, mt, s))
+    (y0, mt, s), (y1, _, _) = outs
+    np.testing.assert_array_equal(y1, np.maximum(y0, 0))
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    grads = []
+    for mask_y, g in ((None, dy * (y1 > 0)), (y1, dy)):
+        dx, dg, db = np.empty_like(x), np.empty(C, dtype), np.empty(C, dtype)
+        _native.batch_norm_backward(B, C, HW, x, g, mask_y, mt, s, gamma, dx, dg, db)
+        grads.append((dx, dg, db))
+    for u, v in zip(*grads):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("momentum,dampening,wd,nesterov",
+                         [(0.0, 0.0, 0.0, False), (0.0, 0.0, 1e-3, False), (0.9, 0.0, 5e-4, False),
+                          (0.9, 0.3, 0.0, False), (0.9, 0.0, 1e-3, True)])
+@pytest.mark.parametrize("size", [5, 40000])   # 40000: several parallel chunks
+def test_sgd_native_matches_array_update(rng, dtype, momentum, dampening, wd, nesterov, size):
+    p0 = rng.standard_normal(size).astype(dtype)
+    a, b = nn.Parameter(p0.copy()), nn.Parameter(p0.copy())
+    kw = dict(lr=0.05, momentum=momentum, weight_decay=wd, nesterov=nesterov, dampening=dampening)
+    oa, ob = nn.SGD([a], **kw), nn.SGD([b], **kw)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    for _ in range(3):
+        g = rng.standard_normal(size).astype(dtype)
+        a.grad, b.grad = g, g.copy()
+        oa.step()
+        ob.step_array(0, b)
+        np.testing.assert_allclose(a.data, b.data, rtol=tol, atol=tol)
+        if momentum:
+            np.testing.assert_allclose(oa.buffers[0], ob.buffers[0], rtol=tol, atol=tol)
+        else:
+            assert oa.buffers[0] is None
+        np.testing.assert_array_equal(a.grad, b.grad)     # read, never written
+
+
+def test_sgd_native_leaves_grad_and_takes_state(rng):
+    """The gradient is read, never written; a buffer loaded from a state dict is used in place."""
+    p = nn.Parameter(rng.standard_normal((3, 4)).astype(np.float32))
+    g = rng.standard_normal((3, 4)).astype(np.float32)
+    p.grad = g.copy()
+    opt = nn.SGD([p], lr=0.1, momentum=0.9)
+    opt.step()
+    np.testing.assert_array_equal(p.grad, g)
+    q = nn.Parameter(p.data.copy())
+    q.grad = g.copy()
+    opt2 = nn.SGD([q], lr=0.1, momentum=0.9)
+    opt2.load_state_dict(opt.state_dict())
+    buf = opt2.buffers[0]
+    p.grad = g.copy()
+    opt.step()
+    opt2.step()
+    assert opt2.buffers[0] is buf
+    np.testing.assert_allclose(q.data, p.data, rtol=1e-6)
+
+
+def test_sgd_falls_back_for_strided_grad(rng):
+    p = nn.Parameter(rng.standard_normal(4))
+    full = rng.standard_normal(8)
+    p.grad = full[::2]                 # not contiguous: the array-module path
+    p0 = p.data.copy()
+    nn.SGD([p], lr=0.5).step()
+    np.testing.assert_allclose(p.data, p0 - 0.5 * full[::2])
