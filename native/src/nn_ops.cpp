@@ -115,9 +115,57 @@ void check_pool(const PoolGeom& g) {
 // a loop over the output columns (independent, so it vectorises); a tap wins only when strictly
 // greater or NaN, so ties keep the first maximum. As PyTorch: best starts at -inf and the index at
 // the window's first in-bounds element. best/at: scratch of OW values.
+// The 2x2, stride 2, unpadded window (VGG's pool), one output row per step: the four taps in
+// row-major order with the same win rule; the stride-2 loads vectorise as de-interleaving loads.
+template <class T>
+PYADR_INLINE void maxpool_plane_2x2(const PoolGeom& g, const T* PYADR_RESTRICT xp, T* PYADR_RESTRICT yp,
+                                    int32_t* PYADR_RESTRICT ap) {
+  const int64_t W = g.W, OH = g.OH(), OW = g.OW();
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const T* PYADR_RESTRICT r0 = xp + 2 * oh * W;
+    const T* PYADR_RESTRICT r1 = r0 + W;
+    T* PYADR_RESTRICT y = yp + oh * OW;
+    const int32_t base = static_cast<int32_t>(2 * oh * W);
+    if (ap) {
+      int32_t* PYADR_RESTRICT a = ap + oh * OW;
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        // best starts at the first tap (it wins against -inf unless it is -inf itself, which
+        // leaves the same value and index)
+        T best = r0[2 * ow];
+        int32_t at = base + static_cast<int32_t>(2 * ow);
+        const T v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
+        bool win = v1 > best || v1 != v1;
+        best = win ? v1 : best;
+        at = win ? at + 1 : at;
+        win = v2 > best || v2 != v2;
+        best = win ? v2 : best;
+        at = win ? base + static_cast<int32_t>(W + 2 * ow) : at;
+        win = v3 > best || v3 != v3;
+        best = win ? v3 : best;
+        at = win ? base + static_cast<int32_t>(W + 2 * ow + 1) : at;
+        y[ow] = best;
+        a[ow] = at;
+      }
+    } else {
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        T best = r0[2 * ow];
+        const T v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
+        best = (v1 > best || v1 != v1) ? v1 : best;
+        best = (v2 > best || v2 != v2) ? v2 : best;
+        best = (v3 > best || v3 != v3) ? v3 : best;
+        y[ow] = best;
+      }
+    }
+  }
+}
+
 template <class T>
 PYADR_INLINE void maxpool_plane(const PoolGeom& g, const T* PYADR_RESTRICT xp, T* PYADR_RESTRICT yp,
                                 int32_t* PYADR_RESTRICT ap, T* PYADR_RESTRICT best, int32_t* PYADR_RESTRICT at) {
+  if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0) {
+    maxpool_plane_2x2(g, xp, yp, ap);
+    return;
+  }
   const int64_t H = g.H, W = g.W, OH = g.OH(), OW = g.OW(), sw = g.sw;
   // Per tap column j: the output columns [lo[j], hi[j]) whose input column ow*sw - pw + j lies in
   // [0, W) (computed once per plane; kw is small, larger kernels take the slow path below).

@@ -34,14 +34,24 @@ class BatchNorm2d(Module):
         return isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64) and x.size > 0 \
             and all(isinstance(a, np.ndarray) and a.dtype == x.dtype for a in arrays)
 
+    # Fusion with a following ReLU (planned by Sequential for one forward): `relu_output` asks for
+    # max(y, 0); `relu_applied` says whether this forward did it (native path only), and the
+    # backward then masks dy with y > 0 inside the kernel.
+    fuses_relu_after = True
+    relu_output = False
+    relu_applied = False
+
     def forward(self, x):
+        relu, self.relu_output = self.relu_output, False
+        self.relu_applied = False
         if x.ndim != 4 or x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm2d expects (B, {self.num_features}, H, W), got {x.shape}")
         if self._native_ok(x):
-            return self._forward_native(x)
+            self.relu_applied = relu
+            return self._forward_native(x, relu)
         return self.forward_vectorised(x)
 
-    def _forward_native(self, x):
+    def _forward_native(self, x, relu=False):
         """batch_norm.cpp: the same arithmetic as forward_vectorised in one read of x and one write
         of y; the backward keeps x and the per-channel mean and 1/std, not xhat."""
         from .. import _native
@@ -55,10 +65,10 @@ class BatchNorm2d(Module):
         gamma = np.ascontiguousarray(self.weight.data) if self.weight is not None else None
         beta = np.ascontiguousarray(self.bias.data) if self.bias is not None else None
         _native.batch_norm_forward(B, C, H * W, x, gamma, beta, self.eps, self.training, mean, var,
-                                   mean_t, inv_std, False, y)
+                                   mean_t, inv_std, relu, y)
         if self.training:
             self._update_running(mean, var, B * H * W, x.dtype)
-            self._cache = ("native", x, mean_t, inv_std, gamma)
+            self._cache = ("native", x, mean_t, inv_std, gamma, y if relu else None)
         else:
             self._cache = None
         return y
@@ -92,7 +102,7 @@ class BatchNorm2d(Module):
             raise RuntimeError("BatchNorm2d.backward needs a forward in training mode first")
         if self._cache[0] == "native":
             from .. import _native
-            _, x, mean_t, inv_std, gamma = self._cache
+            _, x, mean_t, inv_std, gamma, relu_y = self._cache
             dy = np.ascontiguousarray(dy, dtype=x.dtype)
             if dy.shape != x.shape:
                 raise ValueError(f"BatchNorm2d.backward: dy must have the forward's output shape {x.shape}, "
@@ -101,7 +111,7 @@ class BatchNorm2d(Module):
             dx = np.empty_like(x)
             dgamma = np.empty(C, x.dtype) if gamma is not None else None
             dbeta = np.empty(C, x.dtype) if gamma is not None else None
-            _native.batch_norm_backward(B, C, H * W, x, dy, None, mean_t, inv_std, gamma, dx, dgamma, dbeta)
+            _native.batch_norm_backward(B, C, H * W, x, dy, relu_y, mean_t, inv_std, gamma, dx, dgamma, dbeta)
             if gamma is not None:
                 self.weight.grad, self.bias.grad = dgamma, dbeta
             return dx
