@@ -167,3 +167,92 @@ def test_sgd_falls_back_for_strided_grad(rng):
     p0 = p.data.copy()
     nn.SGD([p], lr=0.5).step()
     np.testing.assert_allclose(p.data, p0 - 0.5 * full[::2])
+
+
+def _unfused(mods, x, dy):
+    """Children called one by one (no Sequential: no fusion): (y, dx, grads)."""
+    for m in mods:
+        x = m.forward(x)
+    y = x
+    for m in reversed(mods):
+        dy = m.backward(dy)
+    return y, dy, [p.grad.copy() for m in mods for _, p in m.named_parameters()]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["bn_relu_pool", "relu_pool", "bn_relu", "relu_pool3"])
+@pytest.mark.parametrize("integer", [False, True])   # integer values: ties and all-negative windows
+def test_sequential_relu_fusion_matches_unfused(rng, dtype, kind, integer):
+    def make():
+        r = np.random.default_rng(5)
+        layers = {"bn_relu_pool": [nn.BatchNorm2d(3, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2)],
+                  "relu_pool": [nn.ReLU(), nn.MaxPool2d(2)],
+                  "bn_relu": [nn.BatchNorm2d(3, dtype=dtype), nn.ReLU()],
+                  "relu_pool3": [nn.ReLU(), nn.MaxPool2d(3, 2, 1)]}[kind]
+        for m in layers:
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.data = r.standard_normal(3).astype(dtype)
+                m.bias.data = r.standard_normal(3).astype(dtype)
+        return layers
+    shape = (4, 3, 6, 7)
+    x = rng.integers(-3, 3, shape).astype(dtype) if integer else rng.standard_normal(shape).astype(dtype)
+    fused = make()
+    seq = nn.Sequential(*fused)
+    y = seq.forward(x)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = seq.backward(dy)
+    relu = [m for m in fused if isinstance(m, nn.ReLU)][0]
+    assert relu._passed                    # the fusion did happen
+    y_ref, dx_ref, g_ref = _unfused(make(), x, dy)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dx, dx_ref, rtol=tol, atol=tol)
+    grads = [p.grad for m in fused for _, p in m.named_parameters()]
+    for g, gr in zip(grads, g_ref):
+        np.testing.assert_allclose(g, gr, rtol=tol, atol=tol)
+    # the plan was for that call only: the same ReLU called on its own rectifies again
+    np.testing.assert_array_equal(relu.forward(x), np.maximum(x, 0))
+    assert not relu._passed
+
+
+def test_fused_sequential_gradients(rng):
+    bn = to64(nn.BatchNorm2d(2))
+    bn.weight.data = rng.standard_normal(2)
+    bn.bias.data = rng.standard_normal(2)
+    x = rng.standard_normal((3, 2, 4, 4))
+    check_module_grads(nn.Sequential(bn, nn.ReLU(), nn.MaxPool2d(2)), x, rng, atol=1e-5)
+    n = 2 * 2 * 5 * 5                        # distinct values away from 0: no ties, no kink
+    x = ((rng.permutation(n) - n / 3 + 0.5) / n).reshape(2, 2, 5, 5)
+    check_module_grads(nn.Sequential(nn.ReLU(), nn.MaxPool2d(3, 2, 1)), x, rng)
+
+
+def test_no_fusion_for_the_array_path(rng):
+    """A float64 input to float32 BatchNorm2d takes the NumPy path: the ReLU must rectify itself."""
+    bn, relu = nn.BatchNorm2d(2), nn.ReLU()
+    y = nn.Sequential(bn, relu).forward(rng.standard_normal((3, 2, 2, 2)))
+    assert not bn.relu_applied and not relu._passed and (y >= 0).all()
+
+
+@pytest.mark.parametrize("size", [(4, 4), (5, 7), (2, 9), (6, 40)])
+def test_maxpool_2x2_fast_path_matches_loops(rng, size):
+    """The 2x2/2 native path (odd sizes drop the last row/column) against loops with PyTorch's
+    rule (row-major scan, a tap wins when greater or NaN), with ties, NaN and -inf."""
+    from pyadr.nn import pooling
+    x = rng.integers(-2, 2, (3, 2) + size).astype(np.float32)
+    x.reshape(-1)[::7] = np.nan
+    x.reshape(-1)[3::11] = -np.inf
+    y, c = pooling.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = pooling.maxpool2d_backward(dy, c)
+    y_ref, dx_ref = np.empty_like(y), np.zeros_like(x)
+    for b, ch, oh, ow in np.ndindex(*y.shape):
+        best, at = -np.inf, (2 * oh, 2 * ow)
+        for i in range(2):
+            for j in range(2):
+                v = x[b, ch, 2 * oh + i, 2 * ow + j]
+                if v > best or np.isnan(v):
+                    best, at = v, (2 * oh + i, 2 * ow + j)
+        y_ref[b, ch, oh, ow] = best
+        dx_ref[b, ch][at] += dy[b, ch, oh, ow]
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
