@@ -25,7 +25,9 @@ def _bn_pair(rng, C, dtype, affine=True, momentum=0.1):
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
-@pytest.mark.parametrize("shape", [(4, 3, 5, 5), (1, 2, 1, 1), (7, 70, 1, 1), (16, 8, 9, 11)])
+# HW < 64 takes the channel-block path (one block; (2, 300, 2, 3): two), HW >= 64 the channel path
+@pytest.mark.parametrize("shape", [(4, 3, 5, 5), (1, 2, 1, 1), (7, 70, 1, 1), (2, 300, 2, 3), (16, 8, 9, 11),
+                                   (3, 5, 8, 9)])
 @pytest.mark.parametrize("affine", [True, False])
 def test_batchnorm_native_matches_vectorised(rng, dtype, tol, shape, affine):
     """Training forward (y, running stats), backward (dx, dgamma, dbeta) and eval forward of the
@@ -92,10 +94,11 @@ def test_batchnorm_native_bad_input(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_batchnorm_kernel_fused_relu(rng, dtype):
+@pytest.mark.parametrize("HW", [6, 70])
+def test_batchnorm_kernel_fused_relu(rng, dtype, HW):
     """relu=True gives max(bn(x), 0); the backward with y given equals the plain backward of
     dy * (y > 0)."""
-    B, C, HW = 5, 4, 6
+    B, C = 5, 4
     x = rng.standard_normal((B, C, HW)).astype(dtype)
     gamma, beta = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
     outs = []

@@ -8,8 +8,13 @@
 //   backward: per channel: pass 1 sum g and sum g * xhat (double), pass 2 dx; reads x, dy
 //             (and y for the fused ReLU's mask) once from DRAM, writes dx once. xhat is never
 //             stored: the forward keeps only m and s per channel.
+//   small HW (< kSmallPlane: VGG's 3x3 and 1x1 maps): a channel's runs are too short to
+//             vectorise, so a thread takes a block of channels and loops over b with the block's
+//             C_blk * HW contiguous positions inside (per-position double sums, reduced per
+//             channel after), the per-channel constants expanded to positions.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "common.hpp"
 #include "pyadr/nn_fast.hpp"
@@ -184,6 +189,200 @@ inline void bwd_any(const double* x, const double* dy, const double* y, int64_t 
   bwd_f64(x, dy, y, B, HW, st, m, s, g, dx, dg, db);
 }
 
+constexpr int64_t kSmallPlane = 64;     // HW below this takes the channel-block path
+constexpr int64_t kBlockPositions = 1024;  // positions (channels * HW) per block, about
+
+// Channel-block path, one block [c0, c0 + nc) of positions P = nc * HW; scratch: acc (2P
+// doubles), vec (4P values of T). The same arithmetic per element as the channel path.
+template <class T>
+PYADR_INLINE void forward_block(const T* x, int64_t B, int64_t HW, int64_t stride, int64_t nc, const T* gamma,
+                                const T* beta, double eps, bool training, double* mean, double* var, T* m_out,
+                                T* s_out, bool relu, T* y, double* acc, T* vec) {
+  const int64_t P = nc * HW;
+  const double n = static_cast<double>(B * HW);
+  T* PYADR_RESTRICT mv = vec;
+  T* PYADR_RESTRICT sv = vec + P;
+  T* PYADR_RESTRICT gv = vec + 2 * P;
+  T* PYADR_RESTRICT bv = vec + 3 * P;
+  if (training) {
+    for (int64_t j = 0; j < P; ++j) acc[j] = 0.0;
+    for (int64_t b = 0; b < B; ++b) {
+      const T* PYADR_RESTRICT r = x + b * stride;
+      for (int64_t j = 0; j < P; ++j) acc[j] += static_cast<double>(r[j]);
+    }
+    for (int64_t c = 0; c < nc; ++c) {
+      double sum = 0.0;
+      for (int64_t i = 0; i < HW; ++i) sum += acc[c * HW + i];
+      mean[c] = sum / n;
+      for (int64_t i = 0; i < HW; ++i) mv[c * HW + i] = static_cast<T>(mean[c]);
+    }
+    for (int64_t j = 0; j < P; ++j) acc[j] = 0.0;
+    for (int64_t b = 0; b < B; ++b) {
+      const T* PYADR_RESTRICT r = x + b * stride;
+      for (int64_t j = 0; j < P; ++j) {
+        const T d = r[j] - mv[j];
+        acc[j] += static_cast<double>(d * d);
+      }
+    }
+    for (int64_t c = 0; c < nc; ++c) {
+      double sum = 0.0;
+      for (int64_t i = 0; i < HW; ++i) sum += acc[c * HW + i];
+      var[c] = sum / n;
+    }
+  }
+  for (int64_t c = 0; c < nc; ++c) {
+    const T m = static_cast<T>(mean[c]);
+    const T sd = T(1) / std::sqrt(static_cast<T>(var[c]) + static_cast<T>(eps));
+    m_out[c] = m;
+    s_out[c] = sd;
+    for (int64_t i = 0; i < HW; ++i) {
+      mv[c * HW + i] = m;
+      sv[c * HW + i] = sd;
+      gv[c * HW + i] = gamma ? gamma[c] : T(1);
+      bv[c * HW + i] = beta ? beta[c] : T(0);
+    }
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    const T* PYADR_RESTRICT r = x + b * stride;
+    T* PYADR_RESTRICT o = y + b * stride;
+    if (relu) {
+      for (int64_t j = 0; j < P; ++j) {
+        const T v = (r[j] - mv[j]) * sv[j] * gv[j] + bv[j];
+        o[j] = v < T(0) ? T(0) : v;
+      }
+    } else {
+      for (int64_t j = 0; j < P; ++j) o[j] = (r[j] - mv[j]) * sv[j] * gv[j] + bv[j];
+    }
+  }
+}
+
+template <class T>
+PYADR_INLINE void backward_block(const T* x, const T* dy, const T* y, int64_t B, int64_t HW, int64_t stride,
+                                 int64_t nc, const T* mean_t, const T* inv_std, const T* gamma, T* dx, T* dgamma,
+                                 T* dbeta, double* acc, T* vec) {
+  const int64_t P = nc * HW;
+  double* PYADR_RESTRICT ag = acc;
+  double* PYADR_RESTRICT agx = acc + P;
+  T* PYADR_RESTRICT mv = vec;
+  T* PYADR_RESTRICT sv = vec + P;
+  T* PYADR_RESTRICT dbv = vec + 2 * P;
+  T* PYADR_RESTRICT dgv = vec + 3 * P;
+  for (int64_t c = 0; c < nc; ++c)
+    for (int64_t i = 0; i < HW; ++i) {
+      mv[c * HW + i] = mean_t[c];
+      sv[c * HW + i] = inv_std[c];
+    }
+  for (int64_t j = 0; j < P; ++j) ag[j] = agx[j] = 0.0;
+  for (int64_t b = 0; b < B; ++b) {
+    const T* PYADR_RESTRICT r = x + b * stride;
+    const T* PYADR_RESTRICT d = dy + b * stride;
+    const T* PYADR_RESTRICT o = y ? y + b * stride : nullptr;
+    for (int64_t j = 0; j < P; ++j) {
+      const T di = d[j];
+      const T g = o ? (o[j] > T(0) ? di : T(0)) : di;
+      ag[j] += static_cast<double>(g);
+      agx[j] += static_cast<double>(g * ((r[j] - mv[j]) * sv[j]));
+    }
+  }
+  const T n = static_cast<T>(B * HW);
+  for (int64_t c = 0; c < nc; ++c) {
+    double sg = 0.0, sgx = 0.0;
+    for (int64_t i = 0; i < HW; ++i) {
+      sg += ag[c * HW + i];
+      sgx += agx[c * HW + i];
+    }
+    const T db = static_cast<T>(sg), dg = static_cast<T>(sgx);
+    if (dbeta) dbeta[c] = db;
+    if (dgamma) dgamma[c] = dg;
+    const T scale = (gamma ? gamma[c] : T(1)) * inv_std[c] / n;
+    for (int64_t i = 0; i < HW; ++i) {
+      dbv[c * HW + i] = db;
+      dgv[c * HW + i] = dg;
+      ag[c * HW + i] = static_cast<double>(scale);   // reused: the scale per position
+    }
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    const T* PYADR_RESTRICT r = x + b * stride;
+    const T* PYADR_RESTRICT d = dy + b * stride;
+    const T* PYADR_RESTRICT o = y ? y + b * stride : nullptr;
+    T* PYADR_RESTRICT out = dx + b * stride;
+    for (int64_t j = 0; j < P; ++j) {
+      const T di = d[j];
+      const T g = o ? (o[j] > T(0) ? di : T(0)) : di;
+      out[j] = (n * g - dbv[j] - (r[j] - mv[j]) * sv[j] * dgv[j]) * static_cast<T>(ag[j]);
+    }
+  }
+}
+
+PYADR_CLONES void fwd_blk_f32(const float* x, int64_t B, int64_t HW, int64_t st, int64_t nc, const float* g,
+                              const float* b, double eps, bool tr, double* mean, double* var, float* m, float* s,
+                              bool relu, float* y, double* acc, float* vec) {
+  forward_block(x, B, HW, st, nc, g, b, eps, tr, mean, var, m, s, relu, y, acc, vec);
+}
+PYADR_CLONES void fwd_blk_f64(const double* x, int64_t B, int64_t HW, int64_t st, int64_t nc, const double* g,
+                              const double* b, double eps, bool tr, double* mean, double* var, double* m, double* s,
+                              bool relu, double* y, double* acc, double* vec) {
+  forward_block(x, B, HW, st, nc, g, b, eps, tr, mean, var, m, s, relu, y, acc, vec);
+}
+PYADR_CLONES void bwd_blk_f32(const float* x, const float* dy, const float* y, int64_t B, int64_t HW, int64_t st,
+                              int64_t nc, const float* m, const float* s, const float* g, float* dx, float* dg,
+                              float* db, double* acc, float* vec) {
+  backward_block(x, dy, y, B, HW, st, nc, m, s, g, dx, dg, db, acc, vec);
+}
+PYADR_CLONES void bwd_blk_f64(const double* x, const double* dy, const double* y, int64_t B, int64_t HW, int64_t st,
+                              int64_t nc, const double* m, const double* s, const double* g, double* dx, double* dg,
+                              double* db, double* acc, double* vec) {
+  backward_block(x, dy, y, B, HW, st, nc, m, s, g, dx, dg, db, acc, vec);
+}
+inline void fwd_blk(const float* x, int64_t B, int64_t HW, int64_t st, int64_t nc, const float* g, const float* b,
+                    double eps, bool tr, double* mean, double* var, float* m, float* s, bool relu, float* y,
+                    double* acc, float* vec) {
+  fwd_blk_f32(x, B, HW, st, nc, g, b, eps, tr, mean, var, m, s, relu, y, acc, vec);
+}
+inline void fwd_blk(const double* x, int64_t B, int64_t HW, int64_t st, int64_t nc, const double* g, const double* b,
+                    double eps, bool tr, double* mean, double* var, double* m, double* s, bool relu, double* y,
+                    double* acc, double* vec) {
+  fwd_blk_f64(x, B, HW, st, nc, g, b, eps, tr, mean, var, m, s, relu, y, acc, vec);
+}
+inline void bwd_blk(const float* x, const float* dy, const float* y, int64_t B, int64_t HW, int64_t st, int64_t nc,
+                    const float* m, const float* s, const float* g, float* dx, float* dg, float* db, double* acc,
+                    float* vec) {
+  bwd_blk_f32(x, dy, y, B, HW, st, nc, m, s, g, dx, dg, db, acc, vec);
+}
+inline void bwd_blk(const double* x, const double* dy, const double* y, int64_t B, int64_t HW, int64_t st,
+                    int64_t nc, const double* m, const double* s, const double* g, double* dx, double* dg,
+                    double* db, double* acc, double* vec) {
+  bwd_blk_f64(x, dy, y, B, HW, st, nc, m, s, g, dx, dg, db, acc, vec);
+}
+
+// body(c0, nc, acc, vec) for every block of channels, blocks over the threads, scratch per thread.
+template <class T, class F>
+void for_each_channel_block(int64_t C, int64_t HW, F body) {
+  const int64_t per = std::max<int64_t>(1, kBlockPositions / HW);
+  const int64_t nblocks = (C + per - 1) / per;
+  detail::ParallelErrors errors;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(detail::threads_for(nblocks))
+#endif
+  {
+    std::vector<double> acc;
+    std::vector<T> vec;
+    errors.run([&] {
+      acc.resize(static_cast<size_t>(2 * per * HW));
+      vec.resize(static_cast<size_t>(4 * per * HW));
+    });
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t k = 0; k < nblocks; ++k)
+      errors.run([&] {
+        const int64_t c0 = k * per;
+        body(c0, std::min(per, C - c0), acc.data(), vec.data());
+      });
+  }
+  errors.rethrow();
+}
+
 }  // namespace
 
 template <class T>
@@ -193,6 +392,13 @@ void batch_norm_forward(int64_t B, int64_t C, int64_t HW, const T* x, const T* g
   if (!(eps > 0)) throw Error("batch_norm: eps must be > 0");
   if (!x || !y || !mean || !var || !mean_t || !inv_std) throw Error("batch_norm: null array");
   const int64_t stride = C * HW;
+  if (HW < kSmallPlane) {
+    for_each_channel_block<T>(C, HW, [&](int64_t c0, int64_t nc, double* acc, T* vec) {
+      fwd_blk(x + c0 * HW, B, HW, stride, nc, gamma ? gamma + c0 : nullptr, beta ? beta + c0 : nullptr, eps,
+              training, mean + c0, var + c0, mean_t + c0, inv_std + c0, relu, y + c0 * HW, acc, vec);
+    });
+    return;
+  }
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(detail::threads_for(C)) schedule(static)
 #endif
@@ -207,6 +413,14 @@ void batch_norm_backward(int64_t B, int64_t C, int64_t HW, const T* x, const T* 
   check_bn(B, C, HW);
   if (!x || !dy || !mean_t || !inv_std || !dx) throw Error("batch_norm: null array");
   const int64_t stride = C * HW;
+  if (HW < kSmallPlane) {
+    for_each_channel_block<T>(C, HW, [&](int64_t c0, int64_t nc, double* acc, T* vec) {
+      bwd_blk(x + c0 * HW, dy + c0 * HW, y ? y + c0 * HW : nullptr, B, HW, stride, nc, mean_t + c0, inv_std + c0,
+              gamma ? gamma + c0 : nullptr, dx + c0 * HW, dgamma ? dgamma + c0 : nullptr, dbeta ? dbeta + c0 : nullptr,
+              acc, vec);
+    });
+    return;
+  }
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(detail::threads_for(C)) schedule(static)
 #endif
