@@ -334,3 +334,90 @@ def _fail_allocs_after(int64_t n, cbool parallel_only=False, cbool internal=Fals
 
 def info():
     return {"openmp": bool(openmp_enabled()), "simd": simd_level().decode(), "version": version().decode()}
+
+
+# ---- nn_fast: batch norm and the SGD update (native/include/pyadr/nn_fast.hpp) -------------------
+# Callers (pyadr.nn) pass C-contiguous arrays of the right shapes; dtypes are checked here.
+
+cdef extern from "pyadr/nn_fast.hpp" namespace "pyadr":
+    void c_batch_norm_forward "pyadr::batch_norm_forward"[T](
+        int64_t B, int64_t C, int64_t HW, const T* x, const T* gamma, const T* beta, double eps, cbool training,
+        double* mean, double* var, T* mean_t, T* inv_std, cbool relu, T* y) except +raise_py_error nogil
+    void c_batch_norm_backward "pyadr::batch_norm_backward"[T](
+        int64_t B, int64_t C, int64_t HW, const T* x, const T* dy, const T* y, const T* mean_t, const T* inv_std,
+        const T* gamma, T* dx, T* dgamma, T* dbeta) except +raise_py_error nogil
+    void c_sgd_update "pyadr::sgd_update"[T](int64_t n, T* p, const T* grad, T* buf, double lr, double momentum,
+                                             double dampening, double weight_decay, cbool nesterov,
+                                             cbool first) except +raise_py_error nogil
+
+
+cdef void* _f64_arg(object a, str name) except? NULL:
+    return _arg(a, 1, name)
+
+
+def batch_norm_forward(int64_t B, int64_t C, int64_t HW, x, gamma, beta, double eps, cbool training,
+                       mean, var, mean_t, inv_std, cbool relu, y):
+    """x, y (B, C, HW) of one dtype; gamma, beta (C,) or None; mean, var (C,) float64 (written when
+    training, read otherwise); mean_t, inv_std (C,) of x's dtype, written."""
+    cdef int dt = _dtype_code(x)
+    if dt < 0:
+        raise TypeError("batch_norm_forward: x must be float32 or float64")
+    cdef void* px = _arg(x, dt, "x")
+    cdef void* pg = _arg(gamma, dt, "gamma")
+    cdef void* pb = _arg(beta, dt, "beta")
+    cdef double* pm = <double*>_f64_arg(mean, "mean")
+    cdef double* pv = <double*>_f64_arg(var, "var")
+    cdef void* pmt = _arg(mean_t, dt, "mean_t")
+    cdef void* ps = _arg(inv_std, dt, "inv_std")
+    cdef void* py = _arg(y, dt, "y")
+    with nogil:
+        if dt == 0:
+            c_batch_norm_forward[float](B, C, HW, <const float*>px, <const float*>pg, <const float*>pb, eps,
+                                        training, pm, pv, <float*>pmt, <float*>ps, relu, <float*>py)
+        else:
+            c_batch_norm_forward[double](B, C, HW, <const double*>px, <const double*>pg, <const double*>pb, eps,
+                                         training, pm, pv, <double*>pmt, <double*>ps, relu, <double*>py)
+
+
+def batch_norm_backward(int64_t B, int64_t C, int64_t HW, x, dy, y, mean_t, inv_std, gamma, dx, dgamma, dbeta):
+    """dx (B, C, HW) and dgamma, dbeta (C,) (or None) from x, dy, the fused ReLU's output y (or
+    None) and the forward's mean_t, inv_std."""
+    cdef int dt = _dtype_code(x)
+    if dt < 0:
+        raise TypeError("batch_norm_backward: x must be float32 or float64")
+    cdef void* px = _arg(x, dt, "x")
+    cdef void* pdy = _arg(dy, dt, "dy")
+    cdef void* py = _arg(y, dt, "y")
+    cdef void* pmt = _arg(mean_t, dt, "mean_t")
+    cdef void* ps = _arg(inv_std, dt, "inv_std")
+    cdef void* pg = _arg(gamma, dt, "gamma")
+    cdef void* pdx = _arg(dx, dt, "dx")
+    cdef void* pdg = _arg(dgamma, dt, "dgamma")
+    cdef void* pdb = _arg(dbeta, dt, "dbeta")
+    with nogil:
+        if dt == 0:
+            c_batch_norm_backward[float](B, C, HW, <const float*>px, <const float*>pdy, <const float*>py,
+                                         <const float*>pmt, <const float*>ps, <const float*>pg, <float*>pdx,
+                                         <float*>pdg, <float*>pdb)
+        else:
+            c_batch_norm_backward[double](B, C, HW, <const double*>px, <const double*>pdy, <const double*>py,
+                                          <const double*>pmt, <const double*>ps, <const double*>pg, <double*>pdx,
+                                          <double*>pdg, <double*>pdb)
+
+
+def sgd_update(int64_t n, p, grad, buf, double lr, double momentum, double dampening, double weight_decay,
+               cbool nesterov, cbool first):
+    """In place on n contiguous values of p (and buf, None when momentum == 0), from grad."""
+    cdef int dt = _dtype_code(p)
+    if dt < 0:
+        raise TypeError("sgd_update: p must be float32 or float64")
+    cdef void* pp = _arg(p, dt, "p")
+    cdef void* pg = _arg(grad, dt, "grad")
+    cdef void* pb = _arg(buf, dt, "buf")
+    with nogil:
+        if dt == 0:
+            c_sgd_update[float](n, <float*>pp, <const float*>pg, <float*>pb, lr, momentum, dampening,
+                                weight_decay, nesterov, first)
+        else:
+            c_sgd_update[double](n, <double*>pp, <const double*>pg, <double*>pb, lr, momentum, dampening,
+                                 weight_decay, nesterov, first)

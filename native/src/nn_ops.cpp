@@ -115,9 +115,140 @@ void check_pool(const PoolGeom& g) {
 // a loop over the output columns (independent, so it vectorises); a tap wins only when strictly
 // greater or NaN, so ties keep the first maximum. As PyTorch: best starts at -inf and the index at
 // the window's first in-bounds element. best/at: scratch of OW values.
+// The 2x2, stride 2, unpadded window (VGG's pool), one output row per step: the four taps in
+// row-major order with the same win rule; the stride-2 loads vectorise as de-interleaving loads.
+template <class T>
+PYADR_INLINE void maxpool_plane_2x2(const PoolGeom& g, const T* PYADR_RESTRICT xp, T* PYADR_RESTRICT yp,
+                                    int32_t* PYADR_RESTRICT ap) {
+  const int64_t W = g.W, OH = g.OH(), OW = g.OW();
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const T* PYADR_RESTRICT r0 = xp + 2 * oh * W;
+    const T* PYADR_RESTRICT r1 = r0 + W;
+    T* PYADR_RESTRICT y = yp + oh * OW;
+    const int32_t base = static_cast<int32_t>(2 * oh * W);
+    if (ap) {
+      int32_t* PYADR_RESTRICT a = ap + oh * OW;
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        // best starts at the first tap (it wins against -inf unless it is -inf itself, which
+        // leaves the same value and index)
+        T best = r0[2 * ow];
+        int32_t at = base + static_cast<int32_t>(2 * ow);
+        const T v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
+        bool win = v1 > best || v1 != v1;
+        best = win ? v1 : best;
+        at = win ? at + 1 : at;
+        win = v2 > best || v2 != v2;
+        best = win ? v2 : best;
+        at = win ? base + static_cast<int32_t>(W + 2 * ow) : at;
+        win = v3 > best || v3 != v3;
+        best = win ? v3 : best;
+        at = win ? base + static_cast<int32_t>(W + 2 * ow + 1) : at;
+        y[ow] = best;
+        a[ow] = at;
+      }
+    } else {
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        T best = r0[2 * ow];
+        const T v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
+        best = (v1 > best || v1 != v1) ? v1 : best;
+        best = (v2 > best || v2 != v2) ? v2 : best;
+        best = (v3 > best || v3 != v3) ? v3 : best;
+        y[ow] = best;
+      }
+    }
+  }
+}
+
+// One window by scalar code, taps in row-major order (the edges of the 3x3 path).
+template <class T>
+PYADR_INLINE void maxpool_window(const PoolGeom& g, const T* xp, int64_t oh, int64_t ow, T& best_out,
+                                 int32_t& at_out) {
+  const int64_t h0 = std::max<int64_t>(oh * g.sh - g.ph, 0), h1 = std::min(oh * g.sh - g.ph + g.kh, g.H);
+  const int64_t w0 = std::max<int64_t>(ow * g.sw - g.pw, 0), w1 = std::min(ow * g.sw - g.pw + g.kw, g.W);
+  T best = -std::numeric_limits<T>::infinity();
+  int32_t at = static_cast<int32_t>(h0 * g.W + w0);
+  for (int64_t i = h0; i < h1; ++i)
+    for (int64_t j = w0; j < w1; ++j) {
+      const T v = xp[i * g.W + j];
+      if (v > best || v != v) {
+        best = v;
+        at = static_cast<int32_t>(i * g.W + j);
+      }
+    }
+  best_out = best;
+  at_out = at;
+}
+
+// The 3x3, stride 2, padding 1 window (CifarNet's pool): interior columns with the nine taps
+// unrolled in registers (the stride-2 loads vectorise), edge columns by maxpool_window. A row
+// clipped by the padding is replaced by a repeat of its valid neighbour: visiting the same row
+// twice in a row leaves (best, at) unchanged under the win rule, NaN included.
+template <class T>
+PYADR_INLINE void maxpool_plane_3x3s2(const PoolGeom& g, const T* PYADR_RESTRICT xp, T* PYADR_RESTRICT yp,
+                                      int32_t* PYADR_RESTRICT ap) {
+  const int64_t H = g.H, W = g.W, OH = g.OH(), OW = g.OW();
+  const int64_t ow_hi = W >= 2 ? std::min<int64_t>(OW, (W - 2) / 2 + 1) : 1;  // 2ow + 1 <= W - 1
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const int64_t top = 2 * oh - 1;
+    const int64_t h0 = std::max<int64_t>(top, 0), h1 = std::min<int64_t>(top + 3, H);
+    int64_t r[3];
+    if (h1 - h0 == 3) {
+      r[0] = h0, r[1] = h0 + 1, r[2] = h0 + 2;
+    } else if (h1 - h0 == 2) {
+      if (top < 0) r[0] = h0, r[1] = h0, r[2] = h0 + 1;
+      else r[0] = h0, r[1] = h0 + 1, r[2] = h0 + 1;
+    } else {
+      r[0] = r[1] = r[2] = h0;
+    }
+    const T* PYADR_RESTRICT x0 = xp + r[0] * W;
+    const T* PYADR_RESTRICT x1 = xp + r[1] * W;
+    const T* PYADR_RESTRICT x2 = xp + r[2] * W;
+    const int32_t b0 = static_cast<int32_t>(r[0] * W), b1 = static_cast<int32_t>(r[1] * W),
+                  b2 = static_cast<int32_t>(r[2] * W);
+    T* PYADR_RESTRICT y = yp + oh * OW;
+    int32_t* PYADR_RESTRICT a = ap ? ap + oh * OW : nullptr;
+    {
+      int32_t at0;
+      maxpool_window(g, xp, oh, 0, y[0], at0);
+      if (a) a[0] = at0;
+    }
+    for (int64_t ow = 1; ow < ow_hi; ++ow) {
+      const int64_t c = 2 * ow - 1;
+      T best = x0[c];
+      int32_t at = b0 + static_cast<int32_t>(c);
+#define PYADR_TAP(row, base, dc)                                  \
+  {                                                               \
+    const T v = row[c + dc];                                      \
+    const bool win = v > best || v != v;                          \
+    best = win ? v : best;                                        \
+    at = win ? base + static_cast<int32_t>(c + dc) : at;          \
+  }
+      PYADR_TAP(x0, b0, 1) PYADR_TAP(x0, b0, 2)
+      PYADR_TAP(x1, b1, 0) PYADR_TAP(x1, b1, 1) PYADR_TAP(x1, b1, 2)
+      PYADR_TAP(x2, b2, 0) PYADR_TAP(x2, b2, 1) PYADR_TAP(x2, b2, 2)
+#undef PYADR_TAP
+      y[ow] = best;
+      if (a) a[ow] = at;
+    }
+    for (int64_t ow = ow_hi; ow < OW; ++ow) {
+      int32_t at;
+      maxpool_window(g, xp, oh, ow, y[ow], at);
+      if (a) a[ow] = at;
+    }
+  }
+}
+
 template <class T>
 PYADR_INLINE void maxpool_plane(const PoolGeom& g, const T* PYADR_RESTRICT xp, T* PYADR_RESTRICT yp,
                                 int32_t* PYADR_RESTRICT ap, T* PYADR_RESTRICT best, int32_t* PYADR_RESTRICT at) {
+  if (g.kh == 3 && g.kw == 3 && g.sh == 2 && g.sw == 2 && g.ph == 1 && g.pw == 1) {
+    maxpool_plane_3x3s2(g, xp, yp, ap);
+    return;
+  }
+  if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0) {
+    maxpool_plane_2x2(g, xp, yp, ap);
+    return;
+  }
   const int64_t H = g.H, W = g.W, OH = g.OH(), OW = g.OW(), sw = g.sw;
   // Per tap column j: the output columns [lo[j], hi[j]) whose input column ow*sw - pw + j lies in
   // [0, W) (computed once per plane; kw is small, larger kernels take the slow path below).

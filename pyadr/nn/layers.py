@@ -163,11 +163,23 @@ def _native_elementwise(*arrays):
 
 class ReLU(Module):
     """max(x, 0); the backward passes dy where the output is > 0 (native kernel for NumPy float
-    arrays, one pass each way; array-module code otherwise)."""
+    arrays, one pass each way; array-module code otherwise).
 
-    _y = None   # the training forward's output, kept for the backward
+    Fusion (planned by Sequential for one call, see Sequential.forward): when its producer has
+    already rectified x (BatchNorm2d) or its consumer will (MaxPool2d), `fused` is set and forward
+    and backward pass their argument through untouched; the neighbour applies max(., 0) and its
+    mask, saving a full read and write of the activation each way."""
+
+    is_relu = True
+    _y = None       # the training forward's output, kept for the backward
+    fused = False   # set by Sequential for the next forward only
+    _passed = False  # the last forward passed through (a fused one): so does its backward
 
     def forward(self, x):
+        self._passed, self.fused = self.fused, False
+        if self._passed:
+            self._y = None
+            return x
         if _native_elementwise(x):
             from .. import _native
             y = np.empty_like(x)
@@ -178,6 +190,8 @@ class ReLU(Module):
         return y
 
     def backward(self, dy):
+        if self._passed:
+            return dy
         y = self._y
         if y is None:
             raise RuntimeError("ReLU.backward needs a forward in training mode first")
@@ -214,13 +228,38 @@ class _Pool2d(Module):
 
 
 class MaxPool2d(_Pool2d):
+    """Max-pooling. With `relu_input` set (by Sequential, for the next forward only, when the
+    ReLU before it passes through) it computes maxpool(relu(x)) as relu(maxpool(x)) (equal:
+    max commutes with a monotone map) on the pooled values, a quarter of the activation, and its
+    backward masks dy with pooled > 0 before the scatter (the unfused ReLU's mask at the argmax)."""
+
+    fuses_relu_before = True
+    relu_input = False
+
+    def can_fuse_relu(self, x):
+        return pooling.native_ok(x)
+
     def forward(self, x):
+        relu, self.relu_input = self.relu_input, False
         y, cache = pooling.maxpool2d_forward(x, self.kernel_size, self.stride, self.padding,
                                              track=self.training)
+        if relu:
+            from .. import _native
+            r = np.empty_like(y)
+            _native.relu_forward(0 if y.dtype == np.float32 else 1, y.size, y, r)
+            y = r
         self._cache = cache
+        self._relu_y = y if relu and self.training else None
         return y
 
     def backward(self, dy):
+        if self._relu_y is not None:
+            from .. import _native
+            y = self._relu_y
+            dy = np.ascontiguousarray(dy, dtype=y.dtype)
+            masked = np.empty_like(y)
+            _native.relu_backward(0 if y.dtype == np.float32 else 1, y.size, y, dy, masked)
+            dy = masked
         return pooling.maxpool2d_backward(dy, self._cache)
 
 

@@ -174,8 +174,21 @@ class Sequential(Module):
         return list(self._modules.values())[i]
 
     def forward(self, x):
-        for mod in self._modules.values():
+        """Children in order, with ReLU fusion planned here for this call only: a ReLU after a
+        layer that can rectify its own output (BatchNorm2d: `fuses_relu_after`) or before one that
+        can rectify its input (MaxPool2d: `fuses_relu_before`) passes through, and that neighbour
+        applies max(., 0) and the mask. Every child's forward/backward is still called, once."""
+        mods = list(self._modules.values())
+        for i, mod in enumerate(mods):
+            nxt = mods[i + 1] if i + 1 < len(mods) else None
+            if getattr(mod, "is_relu", False):
+                if not mod.fused and getattr(nxt, "fuses_relu_before", False) and nxt.can_fuse_relu(x):
+                    mod.fused = nxt.relu_input = True
+            elif getattr(mod, "fuses_relu_after", False) and getattr(nxt, "is_relu", False):
+                mod.relu_output = True
             x = mod.forward(x)
+            if getattr(mod, "relu_applied", False) and getattr(nxt, "is_relu", False):
+                nxt.fused = True
         return x
 
     def backward(self, dy):

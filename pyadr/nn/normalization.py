@@ -26,30 +26,96 @@ class BatchNorm2d(Module):
         self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
         self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
 
+    def _native_ok(self, x):
+        """NumPy float32/float64 input with parameters and buffers of its dtype: the native kernel."""
+        arrays = [self.running_mean, self.running_var]
+        if self.weight is not None:
+            arrays += [self.weight.data, self.bias.data]
+        return isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64) and x.size > 0 \
+            and all(isinstance(a, np.ndarray) and a.dtype == x.dtype for a in arrays)
+
+    # Fusion with a following ReLU (planned by Sequential for one forward): `relu_output` asks for
+    # max(y, 0); `relu_applied` says whether this forward did it (native path only), and the
+    # backward then masks dy with y > 0 inside the kernel.
+    fuses_relu_after = True
+    relu_output = False
+    relu_applied = False
+
     def forward(self, x):
-        xp = array_module(x)
+        relu, self.relu_output = self.relu_output, False
+        self.relu_applied = False
         if x.ndim != 4 or x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm2d expects (B, {self.num_features}, H, W), got {x.shape}")
+        if self._native_ok(x):
+            self.relu_applied = relu
+            return self._forward_native(x, relu)
+        return self.forward_vectorised(x)
+
+    def _forward_native(self, x, relu=False):
+        """batch_norm.cpp: the same arithmetic as forward_vectorised in one read of x and one write
+        of y; the backward keeps x and the per-channel mean and 1/std, not xhat."""
+        from .. import _native
+        x = np.ascontiguousarray(x)
+        B, C, H, W = x.shape
+        if self.training:
+            mean, var = np.empty(C, np.float64), np.empty(C, np.float64)
+        else:
+            mean, var = self.running_mean.astype(np.float64), self.running_var.astype(np.float64)
+        mean_t, inv_std, y = np.empty(C, x.dtype), np.empty(C, x.dtype), np.empty_like(x)
+        gamma = np.ascontiguousarray(self.weight.data) if self.weight is not None else None
+        beta = np.ascontiguousarray(self.bias.data) if self.bias is not None else None
+        _native.batch_norm_forward(B, C, H * W, x, gamma, beta, self.eps, self.training, mean, var,
+                                   mean_t, inv_std, relu, y)
+        if self.training:
+            self._update_running(mean, var, B * H * W, x.dtype)
+            self._cache = ("native", x, mean_t, inv_std, gamma, y if relu else None)
+        else:
+            self._cache = None
+        return y
+
+    def _update_running(self, mean, var, n, dtype):
+        m = self.momentum
+        self.running_mean = ((1 - m) * self.running_mean + m * mean).astype(dtype)
+        unbiased = var * (n / max(n - 1, 1))
+        self.running_var = ((1 - m) * self.running_var + m * unbiased).astype(dtype)
+
+    def forward_vectorised(self, x):
+        """The array-module version (NumPy or CuPy) of forward, the native kernel's reference."""
+        xp = array_module(x)
         if self.training:
             n = x.shape[0] * x.shape[2] * x.shape[3]
             mean = x.mean(axis=(0, 2, 3), dtype=xp.float64)
             var = ((x - mean[None, :, None, None].astype(x.dtype)) ** 2).mean(axis=(0, 2, 3), dtype=xp.float64)
-            m = self.momentum
-            self.running_mean = ((1 - m) * self.running_mean + m * mean).astype(x.dtype)
-            unbiased = var * (n / max(n - 1, 1))
-            self.running_var = ((1 - m) * self.running_var + m * unbiased).astype(x.dtype)
+            self._update_running(mean, var, n, x.dtype)
             mean, var = mean.astype(x.dtype), var.astype(x.dtype)
         else:
             mean, var = self.running_mean, self.running_var
         inv_std = (1.0 / xp.sqrt(var + x.dtype.type(self.eps))).astype(x.dtype)
         xhat = (x - mean[None, :, None, None]) * inv_std[None, :, None, None]
-        self._cache = (xhat, inv_std) if self.training else None
+        self._cache = ("vectorised", xhat, inv_std) if self.training else None
         if self.weight is None:
             return xhat
         return xhat * self.weight.data[None, :, None, None] + self.bias.data[None, :, None, None]
 
     def backward(self, dy):
-        xhat, inv_std = self._cache
+        if self._cache is None:
+            raise RuntimeError("BatchNorm2d.backward needs a forward in training mode first")
+        if self._cache[0] == "native":
+            from .. import _native
+            _, x, mean_t, inv_std, gamma, relu_y = self._cache
+            dy = np.ascontiguousarray(dy, dtype=x.dtype)
+            if dy.shape != x.shape:
+                raise ValueError(f"BatchNorm2d.backward: dy must have the forward's output shape {x.shape}, "
+                                 f"got {dy.shape}")
+            B, C, H, W = x.shape
+            dx = np.empty_like(x)
+            dgamma = np.empty(C, x.dtype) if gamma is not None else None
+            dbeta = np.empty(C, x.dtype) if gamma is not None else None
+            _native.batch_norm_backward(B, C, H * W, x, dy, relu_y, mean_t, inv_std, gamma, dx, dgamma, dbeta)
+            if gamma is not None:
+                self.weight.grad, self.bias.grad = dgamma, dbeta
+            return dx
+        _, xhat, inv_std = self._cache
         n = dy.shape[0] * dy.shape[2] * dy.shape[3]
         dbeta = dy.sum(axis=(0, 2, 3))
         dgamma = (dy * xhat).sum(axis=(0, 2, 3))

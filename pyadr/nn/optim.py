@@ -3,12 +3,22 @@
     buf = g (first step) | momentum * buf + (1 - dampening) * g
     g = g + momentum * buf (nesterov) | buf
     p -= lr * g
+NumPy float arrays take the native in-place kernel (native/src/sgd_update.cpp, one pass); the
+array-module code below is its reference and serves CuPy.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .backend import array_module, to_numpy
+
+
+def _native_ok(data, grad, buf):
+    """C-contiguous float32/float64 NumPy arrays of one dtype and shape (buf may be None): native."""
+    arrays = (data, grad) if buf is None else (data, grad, buf)
+    return all(isinstance(a, np.ndarray) and a.flags.c_contiguous and a.dtype == data.dtype
+               and a.shape == data.shape for a in arrays) and data.dtype in (np.float32, np.float64) \
+        and data.flags.writeable and (buf is None or buf.flags.writeable)
 
 
 class SGD:
@@ -31,19 +41,36 @@ class SGD:
             g = p.grad
             if g is None:
                 continue
-            dt = p.data.dtype.type
-            if self.weight_decay:
-                g = g + dt(self.weight_decay) * p.data
-            if self.momentum:
-                buf = self.buffers[i]
-                if buf is None:
-                    buf = g.copy()
-                    self.buffers[i] = buf
-                else:
-                    buf *= dt(self.momentum)
-                    buf += dt(1.0 - self.dampening) * g
-                g = g + dt(self.momentum) * buf if self.nesterov else buf
-            p.data -= dt(self.lr) * g
+            if _native_ok(p.data, g, self.buffers[i]):
+                self._step_native(i, p)
+            else:
+                self.step_array(i, p)
+
+    def step_array(self, i, p):
+        """The array-module (NumPy or CuPy) update of parameter i, the native kernel's reference."""
+        g = p.grad
+        dt = p.data.dtype.type
+        if self.weight_decay:
+            g = g + dt(self.weight_decay) * p.data
+        if self.momentum:
+            buf = self.buffers[i]
+            if buf is None:
+                buf = g.copy()
+                self.buffers[i] = buf
+            else:
+                buf *= dt(self.momentum)
+                buf += dt(1.0 - self.dampening) * g
+            g = g + dt(self.momentum) * buf if self.nesterov else buf
+        p.data -= dt(self.lr) * g
+
+    def _step_native(self, i, p):
+        """sgd_update.cpp: the same update in one pass, in place (no temporaries)."""
+        from .. import _native
+        first = self.momentum != 0 and self.buffers[i] is None
+        if first:
+            self.buffers[i] = np.empty_like(p.data)
+        _native.sgd_update(p.data.size, p.data, p.grad, self.buffers[i] if self.momentum else None, self.lr,
+                           self.momentum, self.dampening, self.weight_decay, self.nesterov, first)
 
     def state_dict(self) -> dict:
         """Arrays of the momentum buffers (absent ones skipped) and the hyper-parameters."""
