@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 _COMMANDS = {
@@ -34,6 +35,12 @@ def main(argv=None) -> int:
         _usage(sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
+    # The command line is an application, so it may choose the process's OpenMP wait policy (the
+    # library does not): the core's OpenMP regions alternate with NumPy's OpenBLAS threads, and
+    # OpenMP threads still spinning after a region take the cores from OpenBLAS (CifarNet step,
+    # 2 threads: linear 286 -> 12 ms, step 717 -> 261 ms; docs/training.md, "Threads"). An explicit
+    # OMP_WAIT_POLICY wins. libgomp reads it when pyadr._native is first loaded, after this line.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if cmd == "config":
         import pyadr
         pyadr.show_config()

@@ -41,6 +41,7 @@ def show_config(file=None) -> dict:
         "openmp": info["openmp"],
         "threads": nat.get_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
         "simd": info["simd"],
         "block cache": f"{nat.cache_bytes() / 2**20:.1f} MB held, cap {nat.cache_limit() / 2**20:.0f} MB"
                        " (PYADR_CACHE_MB)",
