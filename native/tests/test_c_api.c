@@ -256,6 +256,67 @@ static void test_reuse_identical_rows(void) {
   }
 }
 
+/* pyadr_reuse_config.exact: each product named there equals the exact path's, the others equal
+ * the full-reuse call's bit for bit (same clusters, same code); coarse clustering (rc < 1) so
+ * that reused and exact products differ. */
+static void test_reuse_exact_products(void) {
+  enum { B = 2, C = 4, HH = 6, WW = 6, M = 3, KH = 3, KW = 3, NX = B * C * HH * WW, NW = M * C * KH * KW };
+  static float x[NX], w[NW], bias[M], dy[B * M * HH * WW];
+  static float ye[B * M * HH * WW], dxe[NX], dwe[NW], dbe[M];  /* exact */
+  static float yr[B * M * HH * WW], dxr[NX], dwr[NW], dbr[M];  /* all three reused */
+  static float y[B * M * HH * WW], dx[NX], dw[NW], db[M];      /* with cfg.exact */
+  double planes[9 * 3];
+  pyadr_conv_geom g;
+  pyadr_reuse_config cfg;
+  pyadr_context *ce = NULL, *cr = NULL, *c = NULL;
+  size_t i, ny;
+  int64_t oh, ow;
+  double rc = 1;
+  size_t bytes_r = 0, bytes = 0;
+  int mask;
+  for (i = 0; i < NX; ++i) x[i] = (float)randn();
+  for (i = 0; i < NW; ++i) w[i] = (float)randn();
+  for (i = 0; i < M; ++i) bias[i] = (float)randn();
+  pyadr_conv_geom_init(&g, B, C, HH, WW, M, KH, KW);
+  g.pad_h = g.pad_w = 1;
+  CHECK_OK(pyadr_conv2d_output_shape(&g, &oh, &ow));
+  ny = (size_t)(B * M * oh * ow);
+  for (i = 0; i < ny; ++i) dy[i] = (float)randn();
+  CHECK_OK(pyadr_random_planes(planes, 9, 3, 11));
+  pyadr_reuse_config_init(&cfg, 9, 3, planes);
+  CHECK(cfg.exact == PYADR_EXACT_NONE);
+  CHECK_OK(pyadr_conv2d_forward(&g, x, w, bias, NULL, ye, &ce));
+  CHECK_OK(pyadr_conv2d_backward(ce, dy, dxe, dwe, dbe));
+  CHECK_OK(pyadr_conv2d_forward(&g, x, w, bias, &cfg, yr, &cr));
+  CHECK_OK(pyadr_conv2d_backward(cr, dy, dxr, dwr, dbr));
+  CHECK_OK(pyadr_context_remaining_ratio(cr, &rc));
+  CHECK(rc < 0.5);
+  CHECK_OK(pyadr_context_bytes(cr, &bytes_r));
+  for (mask = 1; mask < 7; ++mask) {
+    cfg.exact = mask;
+    CHECK_OK(pyadr_conv2d_forward(&g, x, w, bias, &cfg, y, &c));
+    CHECK_OK(pyadr_conv2d_backward(c, dy, dx, dw, db));
+    if (mask & PYADR_EXACT_FORWARD) check_close_f("exact forward y", y, ye, ny, 1e-5);
+    else CHECK(memcmp(y, yr, ny * sizeof *y) == 0);
+    if (mask & PYADR_EXACT_DW) check_close_f("exact dw", dw, dwe, NW, 1e-5);
+    else CHECK(memcmp(dw, dwr, sizeof dw) == 0);
+    if (mask & PYADR_EXACT_DX) check_close_f("exact dx", dx, dxe, NX, 1e-5);
+    else CHECK(memcmp(dx, dxr, sizeof dx) == 0);
+    CHECK(memcmp(db, dbr, sizeof db) == 0);
+    CHECK_OK(pyadr_context_bytes(c, &bytes));
+    CHECK(bytes == bytes_r + ((mask & PYADR_EXACT_DW) ? sizeof x : 0)); /* an exact dW keeps x */
+    pyadr_context_free(c);
+  }
+  cfg.exact = PYADR_EXACT_FORWARD | PYADR_EXACT_DW | PYADR_EXACT_DX;
+  CHECK_ERR(pyadr_conv2d_forward(&g, x, w, bias, &cfg, y, NULL), PYADR_ERR_INVALID_ARGUMENT, "reuse->exact");
+  cfg.exact = 8;
+  CHECK_ERR(pyadr_conv2d_forward(&g, x, w, bias, &cfg, y, NULL), PYADR_ERR_INVALID_ARGUMENT, "reuse->exact");
+  cfg.exact = -1;
+  CHECK_ERR(pyadr_conv2d_forward(&g, x, w, bias, &cfg, y, NULL), PYADR_ERR_INVALID_ARGUMENT, "not all three");
+  pyadr_context_free(ce);
+  pyadr_context_free(cr);
+}
+
 static void test_errors(void) {
   float x[9] = {0}, w[4] = {0}, y[4];
   double planes[4 * 2] = {1, 0, 0, 1, 1, 1, -1, 1};
@@ -355,6 +416,7 @@ int main(void) {
   test_hand_f64_and_linear();
   test_reuse_rc1();
   test_reuse_identical_rows();
+  test_reuse_exact_products();
   test_errors();
   if (g_failures) {
     fprintf(stderr, "%d check(s) failed\n", g_failures);
