@@ -179,3 +179,42 @@ def test_exact_equality_hash_repr_and_round_trip():
 def test_exact_bad_values(value, exc, match):
     with pytest.raises(exc, match=match):
         pyadr.ReuseConfig(exact=value)
+
+
+# ---- the trainer: --reuse-exact sets it on every reusing layer; the cost model counts it --------
+
+def test_cost_model_counts_exact_products():
+    from pyadr.train.reuse_schedule import predicted_speedup
+    full = predicted_speedup(64, 25, 20, 0.1)
+    assert full == pytest.approx(64 / (20 + 6.4 + 2.56))
+    reused = (20 + 6.4 + 2.56) / 64                      # cost of one reused product / exact
+    assert predicted_speedup(64, 25, 20, 0.1, ("dx",)) == pytest.approx(3 / (2 * reused + 1))
+    assert 1 < predicted_speedup(64, 25, 20, 0.1, ("dx",)) < full
+
+
+def test_schedule_sets_exact_on_every_reusing_layer():
+    from pyadr.train.data import make_synthetic
+    from pyadr.train.loader import BatchLoader
+    from pyadr.train.models import build_model
+    from pyadr.train.reuse_schedule import ReuseSchedule, Rung
+    data = make_synthetic(n_train=64, n_test=16)
+    model = build_model("tiny", data.image_shape, data.num_classes, width=2.0, seed=0)
+    loader = BatchLoader(data.train_images, data.train_labels, 16, data.mean, data.std, shuffle=False, prefetch=0)
+    probes = [(x, y) for _, x, y in loader.epoch(0)][:2]
+    sched = ReuseSchedule("fixed", rungs=[Rung(4, 4)], min_speedup=0.0, exact=("dx",))
+    sched.setup(model, probes, steps_per_epoch=10, total_steps=20)
+    reusing = [layer for layer in model if getattr(layer, "reuse", None) is not None]
+    assert reusing and all(layer.reuse.exact == ("dx",) for layer in reusing)
+
+
+def test_cli_reuse_exact_flag(tmp_path, capsys):
+    from pyadr.cli import train as cli
+    small = ["--model", "tiny", "--dataset", "synthetic", "--batch-size", "32", "--no-progress"]
+    out = str(tmp_path / "run")
+    assert cli.main(["train", *small, "--epochs", "1", "--reuse", "fixed", "--L", "4", "--H", "6",
+                     "--reuse-layers", "conv2", "--reuse-exact", "dx", "--stop-after-steps", "2", "--out", out]) == 0
+    assert json.load(open(f"{out}/config.json"))["reuse_exact"] == ["dx"]
+    assert cli.main(["train", *small, "--reuse-exact", "dy", "--out", out]) != 0
+    assert "expected comma-separated products among forward, dw, dx, got 'dy'" in capsys.readouterr().err
+    assert cli.main(["train", *small, "--reuse-exact", "forward,dw,dx", "--out", out]) != 0
+    assert "reuse_exact must be a list of products" in capsys.readouterr().err
