@@ -152,6 +152,23 @@ static void test_hand_f64_and_linear(void) {
   }
 }
 
+/* Random x, w, bias and dy of a convolution with padding 1, whose geometry goes to *g; returns
+ * the number of elements of y (and dy). */
+static size_t random_padded_conv(pyadr_conv_geom* g, int64_t B, int64_t C, int64_t H, int64_t W, int64_t M,
+                                 int64_t KH, int64_t KW, float* x, float* w, float* bias, float* dy) {
+  size_t i, ny;
+  int64_t oh = 0, ow = 0;
+  for (i = 0; i < (size_t)(B * C * H * W); ++i) x[i] = (float)randn();
+  for (i = 0; i < (size_t)(M * C * KH * KW); ++i) w[i] = (float)randn();
+  for (i = 0; i < (size_t)M; ++i) bias[i] = (float)randn();
+  pyadr_conv_geom_init(g, B, C, H, W, M, KH, KW);
+  g->pad_h = g->pad_w = 1;
+  CHECK_OK(pyadr_conv2d_output_shape(g, &oh, &ow));
+  ny = (size_t)(B * M * oh * ow);
+  for (i = 0; i < ny; ++i) dy[i] = (float)randn();
+  return ny;
+}
+
 /* rc = 1 (L = K, H = 64 on continuous data: every row its own cluster) must give the exact result,
  * forward and backward, in both column orders and both dtypes. */
 static void test_reuse_rc1(void) {
@@ -170,14 +187,10 @@ static void test_reuse_rc1(void) {
   size_t i, ny, nbytes = 0;
   double rc = 0;
   int order;
-  for (i = 0; i < sizeof x / sizeof *x; ++i) xd[i] = x[i] = (float)randn();
-  for (i = 0; i < sizeof w / sizeof *w; ++i) wd[i] = w[i] = (float)randn();
-  for (i = 0; i < M; ++i) bias[i] = (float)randn();
-  pyadr_conv_geom_init(&g, B, C, HH, WW, M, KH, KW);
-  g.pad_h = g.pad_w = 1;
+  ny = random_padded_conv(&g, B, C, HH, WW, M, KH, KW, x, w, bias, dy);
+  for (i = 0; i < sizeof x / sizeof *x; ++i) xd[i] = x[i];
+  for (i = 0; i < sizeof w / sizeof *w; ++i) wd[i] = w[i];
   CHECK_OK(pyadr_conv2d_output_shape(&g, &oh, &ow));
-  ny = (size_t)(B * M * oh * ow);
-  for (i = 0; i < ny; ++i) dy[i] = (float)randn();
   CHECK_OK(pyadr_random_planes(planes, K, 64, 7));
   for (order = 0; order < 2; ++order) {
     pyadr_reuse_config_init(&cfg, K, 64, planes);
@@ -269,19 +282,11 @@ static void test_reuse_exact_products(void) {
   pyadr_conv_geom g;
   pyadr_reuse_config cfg;
   pyadr_context *ce = NULL, *cr = NULL, *c = NULL;
-  size_t i, ny;
-  int64_t oh, ow;
+  size_t ny;
   double rc = 1;
   size_t bytes_r = 0, bytes = 0;
   int mask;
-  for (i = 0; i < NX; ++i) x[i] = (float)randn();
-  for (i = 0; i < NW; ++i) w[i] = (float)randn();
-  for (i = 0; i < M; ++i) bias[i] = (float)randn();
-  pyadr_conv_geom_init(&g, B, C, HH, WW, M, KH, KW);
-  g.pad_h = g.pad_w = 1;
-  CHECK_OK(pyadr_conv2d_output_shape(&g, &oh, &ow));
-  ny = (size_t)(B * M * oh * ow);
-  for (i = 0; i < ny; ++i) dy[i] = (float)randn();
+  ny = random_padded_conv(&g, B, C, HH, WW, M, KH, KW, x, w, bias, dy);
   CHECK_OK(pyadr_random_planes(planes, 9, 3, 11));
   pyadr_reuse_config_init(&cfg, 9, 3, planes);
   CHECK(cfg.exact == PYADR_EXACT_NONE);
