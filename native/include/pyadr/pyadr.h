@@ -134,8 +134,8 @@ PYADR_API pyadr_status pyadr_random_planes(double* planes, int L, int H, uint64_
 /* ---- contexts ---------------------------------------------------------------------------- */
 /* What a forward call keeps for its backward. Opaque; free with pyadr_context_free().
  * An exact context BORROWS the caller's x and w: they must stay alive and unchanged until the
- * backward. A reuse context owns its state (cluster ids, counts, centroids, reordered weights;
- * never the im2col matrix) and borrows nothing. */
+ * backward. A reuse context owns its state (cluster ids, counts, centroids, reordered weights,
+ * and a copy of x with PYADR_EXACT_DW; never the im2col matrix) and borrows nothing. */
 typedef struct pyadr_context pyadr_context;
 
 /* Frees a context; NULL is a no-op. */
