@@ -10,7 +10,7 @@ import numbers
 import numpy as np
 
 from ._checks import (DTYPE_CODES, HASH_CODES, ORDER_CODES, SCOPE_CODES, check_backward, conv_geometry,
-                      float_array)
+                      exact_bits, float_array)
 from ._context import Conv2dContext, ReuseStats
 
 
@@ -57,7 +57,7 @@ def _conv_forward(x, w, b, stride, padding, dilation, reuse, kind):
     offsets = None if offsets is None else np.ascontiguousarray(offsets, dtype=dtype)
     state = nat.conv_forward_reuse(code, geom, reuse.L, reuse.H, ORDER_CODES[reuse.order], HASH_CODES[reuse.hash],
                                    SCOPE_CODES[reuse.scope], planes, offsets, 1.0 if width is None else width,
-                                   x, w, b, y)
+                                   exact_bits(reuse), x, w, b, y)
     ctx._state = state
     ctx.planes, ctx.offsets, ctx.width = planes, offsets, width
     ctx.stats = ReuseStats(rc=state.rc, clusters=np.asarray(state.clusters(), dtype=np.int64),

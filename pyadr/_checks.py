@@ -14,6 +14,7 @@ its backend, and the checks below read only .dtype/.ndim/.shape/.size).
   check_backward(dy, ctx, ...)     ctx from the matching forward, dy of its output's dtype/shape
   column_permutation(C, kh, kw, order)   column order of the sub-vectors ("hwc" / "chw")
   DTYPE_CODES, ORDER_CODES, HASH_CODES, SCOPE_CODES   the enum codes of the C API / kernels
+  exact_bits(reuse)                ReuseConfig.exact as the C API's PYADR_EXACT_* bit mask
 """
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
 ORDER_CODES = {"hwc": 0, "chw": 1}
 HASH_CODES = {"sign": 0, "l2": 1}
 SCOPE_CODES = {"batch": 0, "input": 1}
+EXACT_BITS = {"forward": 1, "dw": 2, "dx": 4}   # PYADR_EXACT_FORWARD, _DW, _DX
+
+
+def exact_bits(reuse):
+    """The products a ReuseConfig computes exactly, as a bit mask (0: all three reused)."""
+    return sum(EXACT_BITS[p] for p in reuse.exact)
 
 
 def float_array(a, name, ndim):

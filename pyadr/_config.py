@@ -15,6 +15,7 @@ import numpy as np
 ORDERS = ("hwc", "chw")
 HASHES = ("sign", "l2")
 SCOPES = ("batch", "input")
+PRODUCTS = ("forward", "dw", "dx")   # what a reusing layer computes: y, dL/dw, dL/dx
 _LIMITS = None
 
 
@@ -48,6 +49,12 @@ class ReuseConfig:
     width  l2 only: bucket width. None: width_scale * sigma, where sigma is the RMS of a
            projection, estimated as sqrt(mean(x**2) * mean_h ||planes[:, h]||**2).
     offsets l2 only: (H,) array in [0, width); needs an explicit width. None: seeded uniform.
+    exact  which of the layer's three products ignore the clusters and are computed exactly:
+           a subset of ("forward", "dw", "dx"), as a tuple or a comma-separated string
+           ("dx", "dw,dx"). Default () reuses all three. exact="dx" keeps the reused forward and
+           dW but computes dX = col2im(dY . W^T) with one full GEMM: at low rc most of the
+           accuracy reuse loses comes from the reused dX (DESIGN.md, "Which gradients reuse").
+           Naming all three is rejected: that is the exact convolution (reuse=None).
     """
 
     L: int = 25
@@ -60,8 +67,10 @@ class ReuseConfig:
     width: Optional[float] = None
     width_scale: float = 1.0
     offsets: Optional[np.ndarray] = None
+    exact: tuple = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "exact", _products(self.exact))
         if self.planes is not None:
             planes = np.array(self.planes, dtype=np.float64, copy=True)
             if planes.ndim != 2:
@@ -151,11 +160,17 @@ class ReuseConfig:
             offsets = self._draw()[1] * width
         return planes, np.asarray(offsets, dtype=np.float64), float(width)
 
+    @property
+    def reused(self) -> tuple:
+        """The products that use the clusters: those of ("forward", "dw", "dx") not in `exact`."""
+        return tuple(p for p in PRODUCTS if p not in self.exact)
+
     def replace(self, **changes) -> "ReuseConfig":
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["exact"] = list(self.exact)
         for k in ("planes", "offsets"):
             if d[k] is not None:
                 d[k] = np.asarray(d[k]).tolist()
@@ -166,8 +181,9 @@ class ReuseConfig:
         if self.hash == "l2":
             extra = f", width={self.width if self.width is not None else f'auto*{self.width_scale:g}'}"
         planes = ", planes=<given>" if self.planes is not None else ""
+        exact = f", exact={','.join(self.exact)!r}" if self.exact else ""
         return (f"ReuseConfig(L={self.L}, H={self.H}, scope={self.scope!r}, order={self.order!r}, "
-                f"hash={self.hash!r}, seed={self.seed}{extra}{planes})")
+                f"hash={self.hash!r}, seed={self.seed}{extra}{planes}{exact})")
 
     def __eq__(self, other):
         if not isinstance(other, ReuseConfig):
@@ -177,3 +193,26 @@ class ReuseConfig:
 
     def __hash__(self):
         return hash(repr(self))
+
+
+def _products(value) -> tuple:
+    """ReuseConfig.exact: a comma-separated string or an iterable of names of PRODUCTS -> a tuple
+    in PRODUCTS order (duplicates merged); not all three."""
+    what = f"ReuseConfig.exact must name products among {PRODUCTS} (a tuple or a comma-separated string)"
+    if isinstance(value, str):
+        names = [v.strip() for v in value.split(",") if v.strip()]
+    else:
+        try:
+            names = list(value)
+        except TypeError:
+            raise TypeError(f"{what}, got {type(value).__name__}") from None
+    for n in names:
+        if not isinstance(n, str):
+            raise TypeError(f"{what}, got an element of type {type(n).__name__}: {n!r}")
+        if n not in PRODUCTS:
+            raise ValueError(f"{what}, got {n!r}")
+    out = tuple(p for p in PRODUCTS if p in names)
+    if len(out) == len(PRODUCTS):
+        raise ValueError("ReuseConfig.exact must not name all of forward, dw and dx: a layer that reuses "
+                         "nothing is the exact convolution (pass reuse=None)")
+    return out

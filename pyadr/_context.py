@@ -31,7 +31,8 @@ class Conv2dContext:
     """Returned by conv2d_forward / linear_forward; pass it to the matching backward.
 
     Exact calls keep references to x and w; reuse calls keep only cluster ids, counts,
-    centroids and the reordered weights (never the im2col matrix).
+    centroids and the reordered weights (never the im2col matrix), plus a copy of x when
+    ReuseConfig.exact names "dw".
     """
 
     device = "cpu"

@@ -60,7 +60,7 @@ cdef extern from "_native_shim.hpp" namespace "pyadr_shim":
     void backward_exact(int dtype, const ConvGeom& g, const void* x, const void* w, const void* dy,
                         void* dx, void* dw, void* db) except +raise_py_error nogil
     State* forward_reuse(int dtype, const ConvGeom& g, int L, int H, int order, int hash, int scope,
-                         const void* planes, const void* offsets, double width, const void* x,
+                         const void* planes, const void* offsets, double width, int exact, const void* x,
                          const void* w, const void* b, void* y) except +raise_py_error nogil
     void backward_reuse(const State& s, int dtype, const void* dy, void* dx, void* dw, void* db) except +raise_py_error nogil
     cdef cppclass PoolGeom "pyadr::PoolGeom":
@@ -200,7 +200,8 @@ cdef class ReuseState:
 
 
 def conv_forward_reuse(int dtype, tuple g, int L, int H, int order, int hash, int scope, planes, offsets,
-                       double width, x, w, b, y):
+                       double width, int exact, x, w, b, y):
+    """exact: the products computed exactly, bits 1 (forward), 2 (dw), 4 (dx); 0 reuses all three."""
     cdef ConvGeom c = _geom(g)
     cdef void* pp = _arg(planes, dtype, "planes")
     cdef void* po = _arg(offsets, dtype, "offsets")
@@ -210,7 +211,7 @@ def conv_forward_reuse(int dtype, tuple g, int L, int H, int order, int hash, in
     cdef void* py = _arg(y, dtype, "y")
     cdef State* st
     with nogil:
-        st = forward_reuse(dtype, c, L, H, order, hash, scope, pp, po, width, px, pw, pb, py)
+        st = forward_reuse(dtype, c, L, H, order, hash, scope, pp, po, width, exact, px, pw, pb, py)
     cdef ReuseState out = ReuseState.__new__(ReuseState)
     out.s = st
     return out

@@ -87,7 +87,7 @@ struct State {
 
 template <class T>
 pyadr::ReuseParams<T> params(int L, int H, int order, int hash, int scope, const void* planes,
-                             const void* offsets, double width) {
+                             const void* offsets, double width, int exact) {
   pyadr::ReuseParams<T> p;
   p.L = L;
   p.H = H;
@@ -97,6 +97,7 @@ pyadr::ReuseParams<T> params(int L, int H, int order, int hash, int scope, const
   p.planes = static_cast<const T*>(planes);
   p.offsets = static_cast<const T*>(offsets);
   p.width = static_cast<T>(width);
+  p.exact = exact;
   return p;
 }
 
@@ -120,16 +121,16 @@ inline void backward_exact(int dtype, const ConvGeom& g, const void* x, const vo
 }
 
 inline State* forward_reuse(int dtype, const ConvGeom& g, int L, int H, int order, int hash, int scope,
-                            const void* planes, const void* offsets, double width, const void* x, const void* w,
-                            const void* b, void* y) {
+                            const void* planes, const void* offsets, double width, int exact, const void* x,
+                            const void* w, const void* b, void* y) {
   need_dtype(dtype, "x");
   std::unique_ptr<State> s(new State());
   s->dtype = dtype;
   if (dtype == 0)
-    s->f = pyadr::conv2d_forward_reuse<float>(g, params<float>(L, H, order, hash, scope, planes, offsets, width),
+    s->f = pyadr::conv2d_forward_reuse<float>(g, params<float>(L, H, order, hash, scope, planes, offsets, width, exact),
                                               (const float*)x, (const float*)w, (const float*)b, (float*)y);
   else
-    s->d = pyadr::conv2d_forward_reuse<double>(g, params<double>(L, H, order, hash, scope, planes, offsets, width),
+    s->d = pyadr::conv2d_forward_reuse<double>(g, params<double>(L, H, order, hash, scope, planes, offsets, width, exact),
                                                (const double*)x, (const double*)w, (const double*)b, (double*)y);
   return s.release();
 }

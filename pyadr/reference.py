@@ -183,7 +183,10 @@ def remaining_ratio(state, group_size=None):
 # --------------------------------------------------------------------------------------------
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, reuse=None):
-    """Reference conv2d. reuse: None or ReuseConfig. Returns (y (B, M, OH, OW), ctx dict)."""
+    """Reference conv2d. reuse: None or ReuseConfig. Returns (y (B, M, OH, OW), ctx dict).
+
+    With reuse, the products named in reuse.exact are computed as without reuse (the clusters
+    are formed all the same, for the products that use them)."""
     B, C, H, W = x.shape
     M, _, kh, kw = w.shape
     OH, OW = output_size(H, W, kh, kw, stride, padding, dilation)
@@ -199,8 +202,11 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, reuse=None):
         planes, offsets, width = reuse.resolve(X.shape[1], x=x)
         g = OH * OW if reuse.scope == "input" else None
         Y, state = reuse_forward_rows(X, Wm, b, reuse.L, planes, reuse.hash, offsets, width, g)
+        if "forward" in reuse.exact:     # clusters formed (dW, dX use them), output exact
+            Y = X @ Wm + (b if b is not None else 0)
         ctx.update(state=state, planes=planes, offsets=offsets, width=width,
                    rc=remaining_ratio(state))
+    ctx["exact"] = reuse.exact if reuse is not None else ("forward", "dw", "dx")
     y = Y.reshape(B, OH, OW, M).transpose(0, 3, 1, 2)
     return np.ascontiguousarray(y.astype(x.dtype, copy=False)), ctx
 
@@ -214,6 +220,10 @@ def conv2d_backward(dy, ctx):
         dX, dWm, db = dY @ ctx["Wm"].T, ctx["X"].T @ dY, dY.sum(axis=0)
     else:
         dX, dWm, db = reuse_backward_rows(dY, ctx["state"], ctx["Wm"])
+        if "dx" in ctx["exact"]:         # ReuseConfig.exact: this gradient ignores the clusters
+            dX = dY @ ctx["Wm"].T
+        if "dw" in ctx["exact"]:
+            dWm = ctx["X"].T @ dY
     dx = col2im(dX, ctx["x_shape"], kh, kw, stride, padding, dilation, ctx["order"])
     dw = weight_from_matrix(dWm, ctx["w_shape"], ctx["order"])
     return dx, dw, (db if ctx["has_bias"] else None)

@@ -338,12 +338,12 @@ def test_native_value_errors_are_value_errors(rng):
         nat.conv_backward_exact(0, bad_stride, x, w, y, None, np.empty_like(w), None)
     planes = np.ones((28, 4), np.float32)
     with pytest.raises(ValueError, match=r"reuse\.L must be in \[1, K=27\], got 28"):
-        nat.conv_forward_reuse(0, geom, 28, 4, 0, 0, 0, planes, None, 1.0, x, w, None, y)
+        nat.conv_forward_reuse(0, geom, 28, 4, 0, 0, 0, planes, None, 1.0, 0, x, w, None, y)
     # a linear layer is a 1x1 convolution of 1x1 images
     xl, wl, yl = np.ones((5, 6, 1, 1)), np.ones((3, 6, 1, 1)), np.empty((5, 3, 1, 1))
     with pytest.raises(ValueError, match=r"reuse\.H must be in \[1, 64\]"):
         nat.conv_forward_reuse(1, (5, 6, 1, 1, 3, 1, 1, 1, 1, 0, 0, 1, 1), 3, 65, 0, 0, 0, np.ones((3, 65)),
-                               None, 1.0, xl, wl, None, yl)
+                               None, 1.0, 0, xl, wl, None, yl)
 
 
 def test_native_type_errors_are_type_errors(rng):
@@ -402,9 +402,14 @@ def test_native_reuse_checks(rng):
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     y = np.empty((2, 4, 4, 4), np.float32)
 
-    def call(L=9, H=4, order=0, hash=0, scope=0, planes=None, offsets=None, width=1.0):
+    def call(L=9, H=4, order=0, hash=0, scope=0, planes=None, offsets=None, width=1.0, exact=0):
         planes = np.ones((L, H), np.float32) if planes is None else planes
-        nat.conv_forward_reuse(0, _G, L, H, order, hash, scope, planes, offsets, width, x, w, None, y)
+        nat.conv_forward_reuse(0, _G, L, H, order, hash, scope, planes, offsets, width, exact, x, w, None, y)
+
+    for exact in (7, -1, 8):
+        with pytest.raises(ValueError, match=r"reuse\.exact must be a combination of 1 \(forward\), 2 \(dw\) and "
+                                             rf"4 \(dx\), not all three .*, got {exact}"):
+            call(exact=exact)
 
     with pytest.raises(ValueError, match=r"reuse\.L must be in \[1, K=27\], got 0"):
         call(L=0)

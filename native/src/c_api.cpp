@@ -50,6 +50,7 @@ void to_reuse_params(const pyadr_reuse_config* c, const pyadr::ConvGeom& g, cons
   out.p.order = static_cast<pyadr::Order>(c->order);
   out.p.hash = static_cast<pyadr::HashKind>(c->hash);
   out.p.scope = static_cast<pyadr::Scope>(c->scope);
+  out.p.exact = c->exact;
   const bool sizes_ok = c->L >= 1 && c->L <= g.K() && c->H >= 1 && c->H <= pyadr::limits::kMaxHashBits;
   if (sizes_ok && c->planes) {
     out.planes.resize(static_cast<size_t>(c->L) * c->H);
@@ -228,6 +229,7 @@ void pyadr_reuse_config_init(pyadr_reuse_config* cfg, int L, int H, const double
   cfg->planes = planes;
   cfg->offsets = nullptr;
   cfg->width = 1.0;
+  cfg->exact = PYADR_EXACT_NONE;
 }
 
 pyadr_status pyadr_random_planes(double* planes, int L, int H, uint64_t seed) {

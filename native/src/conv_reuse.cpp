@@ -14,6 +14,8 @@
 // Backward: Gamma_j = cluster sums of dY; dWm_j = centroids_j^T Gamma_j;
 // D_j = (Gamma_j / |c|) Wm_j^T; dX[n, block j] = D_j[id_j(n)], scattered back (col2im) per image,
 // block groups in turn as in the reconstruction, each image unpadded to NCHW once complete.
+// ReuseParams::exact: a product named there ignores the clusters and is computed by the exact
+// path (conv2d_forward_exact; conv2d_backward_exact from the kept input and Wm's weights).
 // Steps: forward = number_pixel_slices (pixel path) -> group_blocks (BlockGrouper per block)
 // -> products_to_output (block_products + reconstruct); backward = rows_from_nchw ->
 // block_gradients per block -> scatter_input_grad. The pieces shared with the inference cache
@@ -274,7 +276,7 @@ double ReuseState<T>::remaining_ratio() const {
 
 template <class T>
 size_t ReuseState<T>::bytes() const {
-  size_t total = ids.size() * sizeof(int32_t) + Wm.size() * sizeof(T);
+  size_t total = ids.size() * sizeof(int32_t) + (Wm.size() + x.size()) * sizeof(T);
   for (const auto& c : counts) total += c.size() * sizeof(int32_t);
   for (const auto& c : centroids) total += c.size() * sizeof(T);
   return total;
@@ -411,7 +413,10 @@ std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const Reu
   // 2. Weights in the column order, products of the centroids, output rows.
   st->Wm.resize(static_cast<size_t>(K) * M);
   detail::weights_to_matrix(g, p.order, w, st->Wm.data());
-  products_to_output(bl, *st, b, y);
+  st->exact = p.exact;
+  if (p.exact & kExactWeightGrad) st->x.assign(x, x + g.B * g.C * g.H * g.W);  // for X^T . dY
+  if (p.exact & kExactForward) conv2d_forward_exact(g, x, w, b, y);  // clusters kept for dW / dX
+  else products_to_output(bl, *st, b, y);
   return st;
 }
 
@@ -493,6 +498,16 @@ void scatter_input_grad(const ReuseState<T>& s, const std::vector<UninitVector<T
   }
 }
 
+// The products of s.exact, by the exact path (conv_exact.cpp) with the weights recovered from
+// Wm: dx = col2im(dY . Wm^T), dw = X^T . dY from the kept input (either may be null).
+template <class T>
+void exact_gradients(const ReuseState<T>& s, const T* dy, T* dx, T* dw) {
+  if (dw && s.x.empty()) throw std::logic_error("internal: an exact dW needs the input kept by the forward");
+  std::vector<T> w(s.Wm.size());
+  detail::matrix_to_weights(s.g, s.order, s.Wm.data(), w.data());
+  conv2d_backward_exact(s.g, dw ? s.x.data() : nullptr, w.data(), dy, dx, dw, static_cast<T*>(nullptr));
+}
+
 }  // namespace
 
 template <class T>
@@ -502,6 +517,11 @@ void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T*
   Buffer<T> dY(static_cast<size_t>(N) * M);
   rows_from_nchw(g, dy, dY.data());
   if (db) detail::bias_grad_rows(dY.data(), N, M, db);
+  T* const dx_exact = (s.exact & kExactInputGrad) ? dx : nullptr;
+  T* const dw_exact = (s.exact & kExactWeightGrad) ? dw : nullptr;
+  if (dx_exact || dw_exact) exact_gradients(s, dy, dx_exact, dw_exact);
+  if (dx_exact) dx = nullptr;  // what is left uses the clusters
+  if (dw_exact) dw = nullptr;
   if (!dx && !dw) return;
   std::vector<T> dWm(dw ? static_cast<size_t>(K) * M : 0);
   std::vector<UninitVector<T>> D(dx ? nb : 0);  // uninitialised: the GEMM writes every value

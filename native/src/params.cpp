@@ -99,6 +99,9 @@ void validate_reuse(const ConvGeom& g, const ReuseParams<T>& p, const std::strin
     need(p.offsets != nullptr, prefix + "offsets must be given for l2 hashing (an (H) array)");
     for (int h = 0; h < p.H; ++h) need(std::isfinite(double(p.offsets[h])), prefix + "offsets must be finite");
   }
+  need(p.exact >= 0 && p.exact < kExactAll,
+       prefix + "exact must be a combination of 1 (forward), 2 (dw) and 4 (dx), not all three (that is the "
+                "exact convolution), got " + std::to_string(p.exact));
   need(g.N() <= limits::kMaxRowsPerCall,
        "reuse: at most 2^31-1 rows (batch * OH * OW) in one call, got " + std::to_string(g.N()));
 }
@@ -107,6 +110,7 @@ template <class T>
 void validate_reuse_cache(const ConvGeom& g, const ReuseParams<T>& p, int64_t max_entries) {
   validate_reuse(g, p);
   need(p.hash == HashKind::Sign, "the reuse cache supports the sign hash only");
+  need((p.exact & kExactForward) == 0, "the reuse cache reuses the forward: exact must not include forward (1)");
   need(max_entries >= 0, "max_entries must be >= 0, got " + std::to_string(max_entries));
 }
 

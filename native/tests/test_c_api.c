@@ -152,6 +152,23 @@ static void test_hand_f64_and_linear(void) {
   }
 }
 
+/* Random x, w, bias and dy of a convolution with padding 1, whose geometry goes to *g; returns
+ * the number of elements of y (and dy). */
+static size_t random_padded_conv(pyadr_conv_geom* g, int64_t B, int64_t C, int64_t H, int64_t W, int64_t M,
+                                 int64_t KH, int64_t KW, float* x, float* w, float* bias, float* dy) {
+  size_t i, ny;
+  int64_t oh = 0, ow = 0;
+  for (i = 0; i < (size_t)(B * C * H * W); ++i) x[i] = (float)randn();
+  for (i = 0; i < (size_t)(M * C * KH * KW); ++i) w[i] = (float)randn();
+  for (i = 0; i < (size_t)M; ++i) bias[i] = (float)randn();
+  pyadr_conv_geom_init(g, B, C, H, W, M, KH, KW);
+  g->pad_h = g->pad_w = 1;
+  CHECK_OK(pyadr_conv2d_output_shape(g, &oh, &ow));
+  ny = (size_t)(B * M * oh * ow);
+  for (i = 0; i < ny; ++i) dy[i] = (float)randn();
+  return ny;
+}
+
 /* rc = 1 (L = K, H = 64 on continuous data: every row its own cluster) must give the exact result,
  * forward and backward, in both column orders and both dtypes. */
 static void test_reuse_rc1(void) {
@@ -170,14 +187,10 @@ static void test_reuse_rc1(void) {
   size_t i, ny, nbytes = 0;
   double rc = 0;
   int order;
-  for (i = 0; i < sizeof x / sizeof *x; ++i) xd[i] = x[i] = (float)randn();
-  for (i = 0; i < sizeof w / sizeof *w; ++i) wd[i] = w[i] = (float)randn();
-  for (i = 0; i < M; ++i) bias[i] = (float)randn();
-  pyadr_conv_geom_init(&g, B, C, HH, WW, M, KH, KW);
-  g.pad_h = g.pad_w = 1;
+  ny = random_padded_conv(&g, B, C, HH, WW, M, KH, KW, x, w, bias, dy);
+  for (i = 0; i < sizeof x / sizeof *x; ++i) xd[i] = x[i];
+  for (i = 0; i < sizeof w / sizeof *w; ++i) wd[i] = w[i];
   CHECK_OK(pyadr_conv2d_output_shape(&g, &oh, &ow));
-  ny = (size_t)(B * M * oh * ow);
-  for (i = 0; i < ny; ++i) dy[i] = (float)randn();
   CHECK_OK(pyadr_random_planes(planes, K, 64, 7));
   for (order = 0; order < 2; ++order) {
     pyadr_reuse_config_init(&cfg, K, 64, planes);
@@ -254,6 +267,59 @@ static void test_reuse_identical_rows(void) {
     CHECK(fabs(rc - (c == 1 ? 2.0 : 1.0) / (B * 9)) < 1e-12);
     pyadr_context_free(cr);
   }
+}
+
+/* pyadr_reuse_config.exact: each product named there equals the exact path's, the others equal
+ * the full-reuse call's bit for bit (same clusters, same code); coarse clustering (rc < 1) so
+ * that reused and exact products differ. */
+static void test_reuse_exact_products(void) {
+  enum { B = 2, C = 4, HH = 6, WW = 6, M = 3, KH = 3, KW = 3, NX = B * C * HH * WW, NW = M * C * KH * KW };
+  static float x[NX], w[NW], bias[M], dy[B * M * HH * WW];
+  static float ye[B * M * HH * WW], dxe[NX], dwe[NW], dbe[M];  /* exact */
+  static float yr[B * M * HH * WW], dxr[NX], dwr[NW], dbr[M];  /* all three reused */
+  static float y[B * M * HH * WW], dx[NX], dw[NW], db[M];      /* with cfg.exact */
+  double planes[9 * 3];
+  pyadr_conv_geom g;
+  pyadr_reuse_config cfg;
+  pyadr_context *ce = NULL, *cr = NULL, *c = NULL;
+  size_t ny;
+  double rc = 1;
+  size_t bytes_r = 0, bytes = 0;
+  int mask;
+  ny = random_padded_conv(&g, B, C, HH, WW, M, KH, KW, x, w, bias, dy);
+  CHECK_OK(pyadr_random_planes(planes, 9, 3, 11));
+  pyadr_reuse_config_init(&cfg, 9, 3, planes);
+  CHECK(cfg.exact == PYADR_EXACT_NONE);
+  CHECK_OK(pyadr_conv2d_forward(&g, x, w, bias, NULL, ye, &ce));
+  CHECK_OK(pyadr_conv2d_backward(ce, dy, dxe, dwe, dbe));
+  CHECK_OK(pyadr_conv2d_forward(&g, x, w, bias, &cfg, yr, &cr));
+  CHECK_OK(pyadr_conv2d_backward(cr, dy, dxr, dwr, dbr));
+  CHECK_OK(pyadr_context_remaining_ratio(cr, &rc));
+  CHECK(rc < 0.5);
+  CHECK_OK(pyadr_context_bytes(cr, &bytes_r));
+  for (mask = 1; mask < 7; ++mask) {
+    cfg.exact = mask;
+    CHECK_OK(pyadr_conv2d_forward(&g, x, w, bias, &cfg, y, &c));
+    CHECK_OK(pyadr_conv2d_backward(c, dy, dx, dw, db));
+    if (mask & PYADR_EXACT_FORWARD) check_close_f("exact forward y", y, ye, ny, 1e-5);
+    else CHECK(memcmp(y, yr, ny * sizeof *y) == 0);
+    if (mask & PYADR_EXACT_DW) check_close_f("exact dw", dw, dwe, NW, 1e-5);
+    else CHECK(memcmp(dw, dwr, sizeof dw) == 0);
+    if (mask & PYADR_EXACT_DX) check_close_f("exact dx", dx, dxe, NX, 1e-5);
+    else CHECK(memcmp(dx, dxr, sizeof dx) == 0);
+    CHECK(memcmp(db, dbr, sizeof db) == 0);
+    CHECK_OK(pyadr_context_bytes(c, &bytes));
+    CHECK(bytes == bytes_r + ((mask & PYADR_EXACT_DW) ? sizeof x : 0)); /* an exact dW keeps x */
+    pyadr_context_free(c);
+  }
+  cfg.exact = PYADR_EXACT_FORWARD | PYADR_EXACT_DW | PYADR_EXACT_DX;
+  CHECK_ERR(pyadr_conv2d_forward(&g, x, w, bias, &cfg, y, NULL), PYADR_ERR_INVALID_ARGUMENT, "reuse->exact");
+  cfg.exact = 8;
+  CHECK_ERR(pyadr_conv2d_forward(&g, x, w, bias, &cfg, y, NULL), PYADR_ERR_INVALID_ARGUMENT, "reuse->exact");
+  cfg.exact = -1;
+  CHECK_ERR(pyadr_conv2d_forward(&g, x, w, bias, &cfg, y, NULL), PYADR_ERR_INVALID_ARGUMENT, "not all three");
+  pyadr_context_free(ce);
+  pyadr_context_free(cr);
 }
 
 static void test_errors(void) {
@@ -355,6 +421,7 @@ int main(void) {
   test_hand_f64_and_linear();
   test_reuse_rc1();
   test_reuse_identical_rows();
+  test_reuse_exact_products();
   test_errors();
   if (g_failures) {
     fprintf(stderr, "%d check(s) failed\n", g_failures);

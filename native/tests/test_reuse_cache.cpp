@@ -3,6 +3,7 @@
 // API reports errors with status codes.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -87,6 +88,10 @@ int main() {
     pyadr_reuse_config cfg;
     pyadr_reuse_config_init(&cfg, 4, 2, planes);
     pyadr_reuse_cache* c = nullptr;
+    cfg.exact = PYADR_EXACT_FORWARD;  // a cache of reused products cannot compute them exactly
+    CHECK(pyadr_reuse_cache_create(&cg, w.data(), nullptr, &cfg, 0, &c) == PYADR_ERR_INVALID_ARGUMENT);
+    CHECK(std::strstr(pyadr_last_error(), "exact must not include forward") != nullptr);
+    cfg.exact = PYADR_EXACT_DX;  // gradients: irrelevant to inference
     CHECK(pyadr_reuse_cache_create(&cg, w.data(), nullptr, &cfg, 0, &c) == PYADR_OK);
     std::vector<float> y(g.M * 7 * 7);
     CHECK(pyadr_reuse_cache_conv2d(c, 1, nullptr, y.data()) == PYADR_ERR_INVALID_ARGUMENT);

@@ -25,6 +25,13 @@ def _layer_list(text):
     return names
 
 
+def _product_list(text):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names or any(n not in ("forward", "dw", "dx") for n in names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated products among forward, dw, dx, got {text!r}")
+    return names
+
+
 def _add_train_flags(p):
     g = p.add_argument_group("model and data")
     g.add_argument("--model", choices=MODEL_NAMES, default=S, help="network (default cifarnet)")
@@ -55,6 +62,9 @@ def _add_train_flags(p):
     g.add_argument("--width-scale", dest="width_scale", type=float, default=S, help="l2 bucket width / sigma")
     g.add_argument("--reuse-layers", dest="reuse_layers", type=_layer_list, default=S,
                    help="comma-separated layers (default: every conv but the first, if the cost model predicts a gain)")
+    g.add_argument("--reuse-exact", dest="reuse_exact", type=_product_list, default=S,
+                   help="products every reusing layer computes exactly, comma-separated among forward, dw, "
+                        "dx (ReuseConfig.exact); e.g. dx: reused forward and dW, exact input gradient")
     g.add_argument("--exact-tail", dest="exact_tail", type=float, default=S,
                    help="fraction of steps run exact at the end (adaptive default 0.25)")
     g.add_argument("--plateau-window", dest="plateau_window", type=int, default=S)

@@ -72,11 +72,14 @@ class GpuForwardState:
     L: int                      # sub-vector length
     K: int                      # C*kh*kw
     order: int                  # ORDER_CODES[cfg.order], as the kernels take it
+    exact: tuple = ()           # ReuseConfig.exact: products computed exactly
+    x: object = None            # CuPy copy of the input (B, C, H, W), for an exact dW only
 
     @property
     def nbytes(self) -> int:
         """Device bytes held for the backward (ctx.nbytes, ctx.stats.nbytes)."""
-        return int(self.ids.nbytes + self.Wm.nbytes + sum(g.nbytes for g in self.groups))
+        extra = self.x.nbytes if self.x is not None else 0
+        return int(self.ids.nbytes + self.Wm.nbytes + extra + sum(g.nbytes for g in self.groups))
 
     def locate(self, j):
         """(group, start, stop) of block j's clusters."""

@@ -14,6 +14,9 @@ Reuse forward, per block group:  im2col_blocks -> S (nbg, N, L)  ->  proj = S . 
   ->  Yc_j = centroids_j . Wm_j (cuBLAS, one call per block)  ->  gather_add into Y (N, M) = bias.
 Reuse backward, per group: Gamma = segment_sum(dY); dWm_j = centroids_j^T Gamma_j;
   D_j = (Gamma_j / counts) Wm_j^T; col2im_clusters gathers dx from D. db = sum of dY rows.
+ReuseConfig.exact: a product named there skips its reuse steps and is computed by the exact
+  path's pieces (_exact_forward; _exact_grads: GEMM + col2im_kp for dx, im2col_kp of a kept copy
+  of x + GEMM for dw), with the weights recovered from Wm.
 No float atomics anywhere: same inputs, same device => bit-identical outputs.
 
 Host-device synchronisations (all others are avoided):
@@ -69,19 +72,21 @@ def _geometry(x, w, b, stride, padding, dilation, reuse):
 # Exact path
 # ---------------------------------------------------------------------------------------------
 
-def _im2col_chunks(x, geom, OH, OW):
-    """Yields (b0, n, cols): cols (n, K, P) is im2col of images b0 .. b0+n-1 ("chw" rows), in
-    one reused buffer of at most WORKSPACE_BYTES (a chunk's cols may be overwritten in place)."""
+def _col_chunks(geom, OH, OW, dtype, x=None):
+    """Yields (b0, n, cols): cols (n, K, P) for images b0 .. b0+n-1 in one reused buffer of at most
+    WORKSPACE_BYTES (a chunk's cols may be overwritten in place): the im2col of x ("chw" rows), or
+    without x an uninitialised workspace (for the dcols of dx alone)."""
     cp = _cp()
     B, C, H, W, M, kh, kw = geom[:7]
-    K, P, targ = C * kh * kw, OH * OW, _targ(x.dtype)
+    K, P, targ = C * kh * kw, OH * OW, _targ(dtype)
     g10 = (kh, kw, OH, OW) + geom[7:]
-    nimg = max(1, min(B, WORKSPACE_BYTES // max(K * P * x.itemsize, 1)))
-    cols = cp.empty((nimg, K, P), dtype=x.dtype)
+    nimg = max(1, min(B, WORKSPACE_BYTES // max(K * P * np.dtype(dtype).itemsize, 1)))
+    cols = cp.empty((nimg, K, P), dtype=dtype)
     for b0 in range(0, B, nimg):
         n = min(nimg, B - b0)
         c = cols[:n]
-        _k.launch("im2col_kp", targ, n * K * P, x[b0:b0 + n], c, n, C, H, W, *g10, C * H * W, H * W, W, 1)
+        if x is not None:
+            _k.launch("im2col_kp", targ, n * K * P, x[b0:b0 + n], c, n, C, H, W, *g10, C * H * W, H * W, W, 1)
         yield b0, n, c
 
 
@@ -91,30 +96,39 @@ def _exact_forward(x, w, b, geom, OH, OW):
     K, P = C * kh * kw, OH * OW
     Wmat = w.reshape(M, K)                                  # (M, K), "chw" columns
     y = cp.empty((B, M, P), dtype=x.dtype)
-    for b0, n, c in _im2col_chunks(x, geom, OH, OW):
+    for b0, n, c in _col_chunks(geom, OH, OW, x.dtype, x):
         cp.matmul(Wmat, c, out=y[b0:b0 + n])                # (n, M, P)
     if b is not None:
         y += b[None, :, None]
     return y.reshape(B, M, OH, OW)
 
 
-def _exact_backward(dy, ctx):
+def _exact_grads(dy, x, w, geom, OH, OW, want_dx, want_dw):
+    """Exact (dx (B, C, H, W), dw (M, C, kh, kw)) for dy (B, M, OH, OW), each None unless wanted;
+    x is read for dw only. Shared by the exact backward and the exact products of a reuse one."""
     cp = _cp()
-    x, w = ctx._x, ctx._w
-    B, C, H, W, M, kh, kw = ctx.geom[:7]
-    OH, OW = ctx.y_shape[2:]
-    K, P, targ = C * kh * kw, OH * OW, _targ(x.dtype)
-    g10 = (kh, kw, OH, OW) + ctx.geom[7:]
+    B, C, H, W, M, kh, kw = geom[:7]
+    K, P, dt, targ = C * kh * kw, OH * OW, dy.dtype, _targ(dy.dtype)
+    g10 = (kh, kw, OH, OW) + geom[7:]
     dy3 = dy.reshape(B, M, P)
-    db = dy3.sum(axis=(0, 2)) if ctx.has_bias else None
-    WmatT = cp.ascontiguousarray(w.reshape(M, K).T)         # (K, M)
-    dWmat = cp.zeros((M, K), dtype=x.dtype)
-    dx = cp.empty_like(x)
-    for b0, n, c in _im2col_chunks(x, ctx.geom, OH, OW):
-        dWmat += cp.matmul(dy3[b0:b0 + n], c.transpose(0, 2, 1)).sum(axis=0)   # (M, K)
-        cp.matmul(WmatT, dy3[b0:b0 + n], out=c)                                 # dcols (n, K, P)
-        _k.launch("col2im_kp", targ, n * C * H * W, c, dx[b0:b0 + n], n, C, H, W, *g10)
-    return dx, dWmat.reshape(w.shape), db
+    WmatT = cp.ascontiguousarray(w.reshape(M, K).T) if want_dx else None   # (K, M)
+    dWmat = cp.zeros((M, K), dtype=dt) if want_dw else None
+    dx = cp.empty((B, C, H, W), dtype=dt) if want_dx else None
+    for b0, n, c in _col_chunks(geom, OH, OW, dt, x if want_dw else None):
+        if want_dw:
+            dWmat += cp.matmul(dy3[b0:b0 + n], c.transpose(0, 2, 1)).sum(axis=0)   # (M, K)
+        if want_dx:
+            cp.matmul(WmatT, dy3[b0:b0 + n], out=c)                                 # dcols (n, K, P)
+            _k.launch("col2im_kp", targ, n * C * H * W, c, dx[b0:b0 + n], n, C, H, W, *g10)
+    return dx, (dWmat.reshape(M, C, kh, kw) if want_dw else None)
+
+
+def _exact_backward(dy, ctx):
+    B, M = ctx.geom[0], ctx.geom[4]
+    OH, OW = ctx.y_shape[2:]
+    db = dy.reshape(B, M, OH * OW).sum(axis=(0, 2)) if ctx.has_bias else None
+    dx, dw = _exact_grads(dy, ctx._x, ctx._w, ctx.geom, OH, OW, True, True)
+    return dx, dw, db
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,27 +239,43 @@ def _reuse_forward(x, w, b, geom, OH, OW, cfg, ctx):
     else:
         xs, strides = x, (C * H * W, H * W, W, 1)
     nbg = max(1, min(nb, WORKSPACE_BYTES // (N * L * x.itemsize), (2 ** 31 - 1) // N))
-    Y = cp.empty((N, M), dtype=dt)                          # rows (b, oh, ow)
-    Y[...] = 0 if b is None else b
+    reuse_y = "forward" not in cfg.exact                    # else: clusters for dW / dX only
+    if reuse_y:
+        Y = cp.empty((N, M), dtype=dt)                      # rows (b, oh, ow)
+        Y[...] = 0 if b is None else b
     ids = cp.empty((nb, N), dtype=np.int32)
     groups = []
     for j0 in range(0, nb, nbg):
         nj = min(nbg, nb - j0)
         grp = _cluster_group(xs, strides, Pd, offs, width, cfg, geom, OH, OW, j0, nj, ids[j0:j0 + nj])
-        Yc = cp.empty((grp.nclusters, M), dtype=dt)         # (nct, M)
-        for jb in range(nj):
-            (s, e), k0 = grp.cluster_range(jb), (j0 + jb) * L
-            cp.matmul(grp.cent[s:e], Wm[k0:k0 + L], out=Yc[s:e])
-        _k.launch("gather_add", targ, N * M, Yc, ids[j0:j0 + nj], grp.boff, Y, nj, N, M)
+        if reuse_y:
+            Yc = cp.empty((grp.nclusters, M), dtype=dt)     # (nct, M)
+            for jb in range(nj):
+                (s, e), k0 = grp.cluster_range(jb), (j0 + jb) * L
+                cp.matmul(grp.cent[s:e], Wm[k0:k0 + L], out=Yc[s:e])
+            _k.launch("gather_add", targ, N * M, Yc, ids[j0:j0 + nj], grp.boff, Y, nj, N, M)
         groups.append(grp)
-    y = cp.ascontiguousarray(Y.reshape(B, OH * OW, M).transpose(0, 2, 1)).reshape(B, M, OH, OW)
+    if reuse_y:
+        y = cp.ascontiguousarray(Y.reshape(B, OH * OW, M).transpose(0, 2, 1)).reshape(B, M, OH, OW)
+    else:
+        y = _exact_forward(x, w, b, geom, OH, OW)
     clusters = np.concatenate([grp.nc_host for grp in groups]).astype(np.int64)
     ctx._gpu = GpuForwardState(ids=ids, groups=groups, Wm=Wm, colperm=colperm, nblocks=nb, L=L, K=K,
-                               order=ORDER_CODES[cfg.order])
+                               order=ORDER_CODES[cfg.order], exact=cfg.exact,
+                               x=x.copy() if "dw" in cfg.exact else None)
     ctx.planes, ctx.offsets, ctx.width = planes, offsets, width
     ctx.stats = ReuseStats(rc=float(np.mean(clusters / N)), clusters=clusters, rows=N, L=L,
                            nbytes=ctx._gpu.nbytes)
     return y
+
+
+def _weights_of(rows, st, geom):
+    """(K or more, M) rows in the forward's column order -> (M, C, kh, kw) (weights or dW)."""
+    cp = _cp()
+    M, C, kh, kw = geom[4], geom[1], geom[5], geom[6]
+    out = cp.empty((M, st.K), dtype=rows.dtype)
+    out[:, st.colperm] = rows[:st.K].T
+    return out.reshape(M, C, kh, kw)
 
 
 def _reuse_backward(dy, ctx):
@@ -253,27 +283,36 @@ def _reuse_backward(dy, ctx):
     st = ctx._gpu
     B, C, H, W, M, kh, kw = ctx.geom[:7]
     OH, OW = ctx.y_shape[2:]
-    N, L, K, targ, dt = B * OH * OW, st.L, st.K, _targ(ctx.dtype), ctx.dtype
+    N, L, targ, dt = B * OH * OW, st.L, _targ(ctx.dtype), ctx.dtype
     dY = cp.ascontiguousarray(dy.reshape(B, M, OH * OW).transpose(0, 2, 1)).reshape(N, M)
     db = dY.sum(axis=0) if ctx.has_bias else None
     Wm = st.Wm
-    dWm = cp.zeros_like(Wm)                                 # (nb*L, M)
-    dx = cp.zeros((B, C, H, W), dtype=dt)
-    for grp in st.groups:
+    reuse_dw, reuse_dx = "dw" not in st.exact, "dx" not in st.exact   # ReuseConfig.exact
+    dWm = cp.zeros_like(Wm) if reuse_dw else None          # (nb*L, M)
+    dx = cp.zeros((B, C, H, W), dtype=dt) if reuse_dx else None
+    for grp in (st.groups if reuse_dw or reuse_dx else ()):
         nct, j0, nj = grp.nclusters, grp.j0, grp.nj
         gam = cp.empty((nct, M), dtype=dt)                  # Gamma: cluster sums of dY
         _k.launch("segment_sum", targ, nct * M, dY, grp.perm, grp.cstart, gam, nct, M, N, 0)
-        gm = gam / grp.counts.astype(dt)[:, None]
-        D = cp.empty((nct, L), dtype=dt)
+        if reuse_dx:
+            gm = gam / grp.counts.astype(dt)[:, None]
+            D = cp.empty((nct, L), dtype=dt)
         for jb in range(nj):
             (s, e), k0 = grp.cluster_range(jb), (j0 + jb) * L
-            cp.matmul(grp.cent[s:e].T, gam[s:e], out=dWm[k0:k0 + L])
-            cp.matmul(gm[s:e], Wm[k0:k0 + L].T, out=D[s:e])
-        _k.launch("col2im_clusters", targ, dx.size, D, st.ids[j0:j0 + nj], grp.boff, dx, j0, nj, L,
-                  B, C, H, W, kh, kw, OH, OW, *ctx.geom[7:], st.order)
-    dwm = cp.empty((M, K), dtype=dt)
-    dwm[:, st.colperm] = dWm[:K].T
-    return dx, dwm.reshape(M, C, kh, kw), db
+            if reuse_dw:
+                cp.matmul(grp.cent[s:e].T, gam[s:e], out=dWm[k0:k0 + L])
+            if reuse_dx:
+                cp.matmul(gm[s:e], Wm[k0:k0 + L].T, out=D[s:e])
+        if reuse_dx:
+            _k.launch("col2im_clusters", targ, dx.size, D, st.ids[j0:j0 + nj], grp.boff, dx, j0, nj, L,
+                      B, C, H, W, kh, kw, OH, OW, *ctx.geom[7:], st.order)
+    dw = _weights_of(dWm, st, ctx.geom) if reuse_dw else None
+    if not (reuse_dw and reuse_dx):                         # the exact products, as the exact path
+        dxe, dwe = _exact_grads(dy, st.x, _weights_of(Wm, st, ctx.geom), ctx.geom, OH, OW,
+                                not reuse_dx, not reuse_dw)
+        dx = dx if reuse_dx else dxe
+        dw = dw if reuse_dw else dwe
+    return dx, dw, db
 
 
 # ---------------------------------------------------------------------------------------------

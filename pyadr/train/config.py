@@ -51,6 +51,7 @@ class TrainConfig:
     hash: str = "sign"
     width_scale: float = 1.0
     reuse_layers: Optional[List[str]] = None        # None: every conv but the first, if it pays
+    reuse_exact: Optional[List[str]] = None         # products every reusing layer computes exactly (ReuseConfig.exact), e.g. ["dx"]
     rungs: Optional[List[dict]] = None              # adaptive/ladder rungs, coarse to fine
     ladder: Optional[List[dict]] = None             # ladder: [{"epoch": e, "L":.., "H":..} | {"epoch": e, "exact": true}]
     exact_tail: Optional[float] = None              # fraction of steps run exact at the end
@@ -107,6 +108,10 @@ class TrainConfig:
         need(self.reuse_layers is None or (isinstance(self.reuse_layers, list)
                                            and all(isinstance(n, str) for n in self.reuse_layers)),
              "reuse_layers", "must be a list of layer names such as ['conv2', 'conv3']")
+        need(self.reuse_exact is None or (isinstance(self.reuse_exact, list)
+                                          and all(n in ("forward", "dw", "dx") for n in self.reuse_exact)
+                                          and len(set(self.reuse_exact)) < 3),
+             "reuse_exact", "must be a list of products among forward, dw, dx (not all three), such as ['dx']")
         need(self.lr_milestones is None or (isinstance(self.lr_milestones, list)
                                             and all(is_num(m) and m >= 0 for m in self.lr_milestones)),
              "lr_milestones", "must be a list of epochs")

@@ -61,10 +61,10 @@ class Rung:
         if not (isinstance(self.width_scale, (int, float)) and self.width_scale > 0):
             raise ValueError(f"rung width_scale must be > 0, got {self.width_scale!r}")
 
-    def config(self, K, seed):
+    def config(self, K, seed, exact=()):
         import pyadr
         return pyadr.ReuseConfig(L=min(int(self.L), K), H=int(self.H), hash=self.hash,
-                           width_scale=float(self.width_scale), seed=int(seed))
+                           width_scale=float(self.width_scale), seed=int(seed), exact=exact)
 
     def label(self, K=None):
         L = self.L if K is None else min(self.L, K)
@@ -84,9 +84,12 @@ class Rung:
         return cls(**d)
 
 
-def predicted_speedup(M, L, H, rc):
-    """Cost-model speed-up bound of a reuse layer (DESIGN.md): M / (H + rc*M + M/L)."""
-    return M / (H + rc * M + M / L)
+def predicted_speedup(M, L, H, rc, exact=()):
+    """Cost-model speed-up bound of a reuse layer (DESIGN.md): M / (H + rc*M + M/L) for each of
+    its three products (forward, dW, dX) that reuses, 1 for each in `exact` (ReuseConfig.exact);
+    the layer's: 3 / (sum of the three relative costs)."""
+    reused = (H + rc * M + M / L) / M
+    return 3.0 / sum(1.0 if p in exact else reused for p in ("forward", "dw", "dx"))
 
 
 def default_rungs(K, M, C=None):
@@ -114,7 +117,7 @@ def _out_width(layer):
 class ReuseSchedule:
     def __init__(self, strategy="exact", *, rungs=None, ladder=None, layers=None, exact_tail=None,
                  plateau_window=50, plateau_eps=0.01, gap_delta=0.1, check_every=200,
-                 probe_batches=2, min_speedup=1.2, min_dwell=0.25, seed=0):
+                 probe_batches=2, min_speedup=1.2, min_dwell=0.25, seed=0, exact=()):
         if strategy not in STRATEGIES:
             raise ValueError(f"reuse strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
         self.strategy = strategy
@@ -134,6 +137,7 @@ class ReuseSchedule:
         if not (isinstance(min_dwell, (int, float)) and 0.0 <= min_dwell <= 1.0):
             raise ValueError(f"min_dwell must be in [0, 1], got {min_dwell!r}")
         self.min_speedup, self.seed, self.min_dwell = float(min_speedup), int(seed), float(min_dwell)
+        self.exact = tuple(exact)       # ReuseConfig.exact of every reusing layer (e.g. ("dx",))
         self.min_dwell_steps = 0
         self.plans = {}                 # name -> {"rungs": [Rung], "index": int, "K": int, "seed": int}
         self.recent_losses = []
@@ -229,8 +233,8 @@ class ReuseSchedule:
 
     def _rung_gain(self, model, layer, rung, seed, probes):
         """(rc of `rung` on `layer`, measured on the first probe batch; cost-model speed-up)."""
-        rc = self._measure_rc(model, layer, rung.config(layer.K, seed), probes[:1])
-        return rc, predicted_speedup(_out_width(layer), min(rung.L, layer.K), rung.H, rc)
+        rc = self._measure_rc(model, layer, rung.config(layer.K, seed, self.exact), probes[:1])
+        return rc, predicted_speedup(_out_width(layer), min(rung.L, layer.K), rung.H, rc, self.exact)
 
     def _measure_rc(self, model, layer, config, probes):
         saved = [(l, l.reuse) for _, l in engine_layers(model)]
@@ -287,7 +291,7 @@ class ReuseSchedule:
         if plan["index"] >= len(plan["rungs"]):
             layer.reuse = None
         else:
-            layer.reuse = plan["rungs"][plan["index"]].config(plan["K"], plan["seed"])
+            layer.reuse = plan["rungs"][plan["index"]].config(plan["K"], plan["seed"], self.exact)
 
     def _apply_all(self):
         for name in self.plans:

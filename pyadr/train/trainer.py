@@ -88,7 +88,8 @@ def make_schedule(cfg: TrainConfig) -> ReuseSchedule:
                          exact_tail=cfg.exact_tail, plateau_window=cfg.plateau_window,
                          plateau_eps=cfg.plateau_eps, gap_delta=cfg.gap_delta,
                          check_every=cfg.check_every, probe_batches=cfg.probe_batches,
-                         min_speedup=cfg.min_speedup, min_dwell=cfg.min_dwell, seed=cfg.seed)
+                         min_speedup=cfg.min_speedup, min_dwell=cfg.min_dwell, seed=cfg.seed,
+                         exact=tuple(cfg.reuse_exact or ()))
 
 
 def _new_epoch_counters():

@@ -54,7 +54,13 @@ struct ConvGeom {
   void validate();
 };
 
+// The three products of a reusing layer, as bits of ReuseParams::exact (the C API's
+// PYADR_EXACT_*): a set bit computes that product exactly, ignoring the clusters.
+constexpr int kExactForward = 1, kExactWeightGrad = 2, kExactInputGrad = 4;
+constexpr int kExactAll = kExactForward | kExactWeightGrad | kExactInputGrad;  // rejected: use the exact path
+
 // Hashing parameters of a reuse call. planes: (L, H) row-major; offsets (H) and width for L2.
+// exact: products computed exactly (bits above; 0: all three reuse the clusters).
 template <class T>
 struct ReuseParams {
   int L = 0, H = 0;
@@ -64,6 +70,7 @@ struct ReuseParams {
   const T* planes = nullptr;
   const T* offsets = nullptr;
   T width = T(1);
+  int exact = 0;
 };
 
 // ---- large-block recycling (block_cache.cpp) -------------------------------------------------
@@ -121,12 +128,15 @@ using UninitVector = std::vector<T, UninitAllocator<T>>;
 
 // What a reuse forward keeps for its backward: ids, counts, centroids, reordered weights.
 // Never the im2col matrix. Block j covers ordered columns [j*L, min((j+1)*L, K)).
+// With an exact dW (exact & kExactWeightGrad) it also keeps a copy of the input x.
 template <class T>
 struct ReuseState {
   ConvGeom g;
   int L = 0;
   Order order = Order::HWC;
   Scope scope = Scope::Batch;
+  int exact = 0;                               // ReuseParams::exact of the forward
+  std::vector<T> x;                            // (B, C, H, W) input, exact dW only
   int64_t nblocks = 0;
   UninitVector<int32_t> ids;                   // (nblocks, N): cluster of row n in block j
   std::vector<std::vector<int32_t>> counts;    // block j: (nc_j) members per cluster
@@ -149,6 +159,7 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
 template <class T>
 std::unique_ptr<ReuseState<T>> conv2d_forward_reuse(const ConvGeom& g, const ReuseParams<T>& p,
                                                     const T* x, const T* w, const T* b, T* y);
+// Products in s.exact are computed as by the exact path (dX = col2im(dY . Wm^T), dW = X^T . dY).
 template <class T>
 void conv2d_backward_reuse(const ReuseState<T>& s, const T* dy, T* dx, T* dw, T* db);
 

@@ -33,12 +33,14 @@ ConvGeom linear_geometry(int64_t batch, int64_t in_features, int64_t out_feature
 void validate_reuse_enums(int order, int hash, int scope, const std::string& prefix = "reuse.");
 
 // Reuse parameters for a validated geometry g: 1 <= L <= K, 1 <= H <= 64, planes given and
-// finite, for l2 offsets given and finite and width finite > 0, at most kMaxRowsPerCall rows.
+// finite, for l2 offsets given and finite and width finite > 0, exact a combination of the
+// kExact* bits other than all three, at most kMaxRowsPerCall rows.
 // `prefix` names the config ("reuse." for Python, "reuse->" for the C API).
 template <class T>
 void validate_reuse(const ConvGeom& g, const ReuseParams<T>& p, const std::string& prefix = "reuse.");
 
-// The inference cache (ReuseCache): validate_reuse plus sign hashing only and max_entries >= 0.
+// The inference cache (ReuseCache): validate_reuse plus sign hashing only, a reused forward
+// (no kExactForward bit) and max_entries >= 0.
 template <class T>
 void validate_reuse_cache(const ConvGeom& g, const ReuseParams<T>& p, int64_t max_entries);
 

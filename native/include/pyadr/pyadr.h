@@ -86,6 +86,13 @@ PYADR_API pyadr_status pyadr_conv2d_output_shape(const pyadr_conv_geom* g, int64
 typedef enum pyadr_order { PYADR_ORDER_HWC = 0, PYADR_ORDER_CHW = 1 } pyadr_order;
 typedef enum pyadr_hash { PYADR_HASH_SIGN = 0, PYADR_HASH_L2 = 1 } pyadr_hash;
 typedef enum pyadr_scope { PYADR_SCOPE_BATCH = 0, PYADR_SCOPE_INPUT = 1 } pyadr_scope;
+/* Bits of pyadr_reuse_config.exact: the products of a reusing layer computed exactly. */
+typedef enum pyadr_exact {
+  PYADR_EXACT_NONE = 0,    /* forward, dw and dx all reuse the clusters (the default) */
+  PYADR_EXACT_FORWARD = 1, /* y = conv2d(x, w) + b exactly; the clusters are formed for dw / dx */
+  PYADR_EXACT_DW = 2,      /* dw = X^T . dy exactly (the context keeps a copy of x) */
+  PYADR_EXACT_DX = 4       /* dx = col2im(dy . W) exactly: one full GEMM, most of reuse's accuracy back */
+} pyadr_exact;
 
 /* How a layer clusters its neuron sub-vectors (DESIGN.md, "Semantics").
  *   L        sub-vector length, 1 <= L <= K (K = in_channels*kernel_h*kernel_w, or in_features)
@@ -98,6 +105,11 @@ typedef enum pyadr_scope { PYADR_SCOPE_BATCH = 0, PYADR_SCOPE_INPUT = 1 } pyadr_
  *            float32 call gives the same result as Python's pyadr with the same planes)
  *   offsets  (H) doubles in [0, width), required for L2, ignored for sign
  *   width    L2 bucket width (finite, > 0), ignored for sign
+ *   exact    products computed exactly: a bitwise OR of PYADR_EXACT_FORWARD, PYADR_EXACT_DW and
+ *            PYADR_EXACT_DX; 0 (PYADR_EXACT_NONE, also what a zeroed struct holds) reuses all
+ *            three. All three is PYADR_ERR_INVALID_ARGUMENT: pass reuse = NULL for an exact layer.
+ *            The reuse cache (reuse_cache.h) takes no PYADR_EXACT_FORWARD. Added after width
+ *            (fields are only ever appended).
  * The struct only borrows planes/offsets for the duration of a call. */
 typedef struct pyadr_reuse_config {
   int L, H;
@@ -107,9 +119,11 @@ typedef struct pyadr_reuse_config {
   const double* planes;
   const double* offsets;
   double width;
+  int exact;
 } pyadr_reuse_config;
 
-/* Fills *cfg with L, H, the given planes, order "hwc", sign hash, scope "batch". */
+/* Fills *cfg with L, H, the given planes, order "hwc", sign hash, scope "batch", exact 0 (all
+ * three products reused). */
 PYADR_API void pyadr_reuse_config_init(pyadr_reuse_config* cfg, int L, int H, const double* planes);
 
 /* Writes L*H standard-normal numbers to planes, drawn from `seed` with a portable generator
@@ -120,8 +134,8 @@ PYADR_API pyadr_status pyadr_random_planes(double* planes, int L, int H, uint64_
 /* ---- contexts ---------------------------------------------------------------------------- */
 /* What a forward call keeps for its backward. Opaque; free with pyadr_context_free().
  * An exact context BORROWS the caller's x and w: they must stay alive and unchanged until the
- * backward. A reuse context owns its state (cluster ids, counts, centroids, reordered weights;
- * never the im2col matrix) and borrows nothing. */
+ * backward. A reuse context owns its state (cluster ids, counts, centroids, reordered weights,
+ * and a copy of x with PYADR_EXACT_DW; never the im2col matrix) and borrows nothing. */
 typedef struct pyadr_context pyadr_context;
 
 /* Frees a context; NULL is a no-op. */
