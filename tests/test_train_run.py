@@ -10,10 +10,10 @@ import pytest
 
 from pyadr.train.checkpoint import load_checkpoint
 from pyadr.train.config import TrainConfig
-from pyadr.train.metrics import CSV_COLUMNS, read_records
+from pyadr.train.metrics import csv_columns, read_records
 from pyadr.train.trainer import Trainer
 
-EPOCH_KEYS = {"kind", "epoch", "step", "wall_time", "train_loss", "train_acc", "test_loss", "test_acc",
+EPOCH_KEYS = {"kind", "epoch", "step", "wall_time", "train_time", "eval_time", "train_loss", "train_acc", "test_loss", "test_acc",
               "lr", "conv_time", "conv_time_total", "rc", "rung"}
 
 
@@ -59,8 +59,8 @@ def test_metrics_files_have_documented_keys(tmp_path):
     assert walls == sorted(walls)
     with open(os.path.join(cfg.out, "metrics.csv")) as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == CSV_COLUMNS and len(rows) == 4
-    assert json.loads(rows[-1]["rc"])["conv2"] == pytest.approx(records[-1]["rc"]["conv2"])
+    assert list(rows[0]) == csv_columns(["conv2"]) and len(rows) == 4
+    assert float(rows[-1]["rc_conv2"]) == pytest.approx(records[-1]["rc"]["conv2"])
     saved = json.load(open(os.path.join(cfg.out, "config.json")))
     assert saved["reuse"] == "fixed" and saved["model"] == "tiny"
     meta, weights, optim = load_checkpoint(os.path.join(cfg.out, "last.npz"))
@@ -92,7 +92,7 @@ def test_resume_reproduces_uninterrupted_run_bit_for_bit(tmp_path, strategy, sto
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    strip = ("wall_time", "conv_time", "conv_time_total")
+    strip = ("wall_time", "train_time", "eval_time", "conv_time", "conv_time_total")
     ra = [{k: v for k, v in r.items() if k not in strip} for r in read_records(full.out)]
     rb = [{k: v for k, v in r.items() if k not in strip} for r in read_records(part.out)]
     assert ra == rb

@@ -18,6 +18,7 @@ from .models import MODEL_NAMES
 from .reuse_schedule import STRATEGIES
 
 DEVICES = ("cpu", "cuda")
+RESOLVED_KEY = "resolved"       # config.json of a run: what ran (trainer.run_config_record); not a setting
 LR_SCHEDULES = ("constant", "step", "cosine")
 
 
@@ -142,6 +143,7 @@ def load_config_file(path):
             raise ValueError(f"config file {path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a JSON object")
+    data.pop(RESOLVED_KEY, None)        # a run's config.json can be read back as --config
     return data
 
 

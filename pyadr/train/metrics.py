@@ -1,11 +1,18 @@
-"""Run logs: metrics.jsonl (one JSON object per line) and metrics.csv (epoch and eval records).
+"""Run logs: metrics.jsonl (one JSON object per line, the full record) and metrics.csv (flat
+columns of the epoch and eval records, for pandas and spreadsheets).
 
 Record kinds: "epoch" (end of each epoch), "eval" (every --eval-every steps) and "rung" (a
 reuse-schedule change, with its reason; jsonl only). Epoch/eval keys: kind, epoch (fractional
-epochs done), step, wall_time (s since run start, training and evaluation included), train_loss,
+epochs done), step, wall_time (s since run start, everything included), train_time (s since run
+start spent training: steps, data loading, the reuse schedule's calibration and checks; neither
+evaluation nor checkpoint writes), eval_time (s since run start spent evaluating), train_loss,
 train_acc, test_loss, test_acc (0-1), lr, conv_time (s in conv/linear forward+backward during
 training in this epoch so far), conv_time_total, rc (layer -> mean remaining ratio over this
 epoch's steps so far, null when the layer ran exact), rung (layer -> current rung label).
+
+metrics.csv has the scalar keys as columns, then rc_<layer> and rung_<layer> for each reusing
+layer (fixed when the run starts; a resumed run keeps the header): rc_<layer> is a number, empty
+when the layer ran exact; rung_<layer> a label such as "l2 L64 H12 w1" or "exact".
 """
 from __future__ import annotations
 
@@ -14,8 +21,24 @@ import io
 import json
 import os
 
-CSV_COLUMNS = ["kind", "epoch", "step", "wall_time", "train_loss", "train_acc", "test_loss",
-               "test_acc", "lr", "conv_time", "conv_time_total", "rc", "rung"]
+SCALAR_COLUMNS = ["kind", "epoch", "step", "wall_time", "train_time", "eval_time", "train_loss",
+                  "train_acc", "test_loss", "test_acc", "lr", "conv_time", "conv_time_total"]
+
+
+def csv_columns(layers):
+    """Header of metrics.csv for a run whose reusing layers are `layers` (in model order)."""
+    return SCALAR_COLUMNS + [f"{kind}_{name}" for name in layers for kind in ("rc", "rung")]
+
+
+def csv_row(record, layers):
+    """One metrics.csv row of an epoch/eval record: scalars, then rc and rung per layer."""
+    def cell(v):
+        return "" if v is None else v
+    rc, rung = record.get("rc") or {}, record.get("rung") or {}
+    row = [cell(record.get(c)) for c in SCALAR_COLUMNS]
+    for name in layers:
+        row += [cell(rc.get(name)), cell(rung.get(name))]
+    return row
 
 
 def read_records(run_dir):
@@ -27,11 +50,13 @@ def read_records(run_dir):
 
 
 class MetricsLog:
-    """Appends records to metrics.jsonl and metrics.csv in `run_dir`."""
+    """Appends records to metrics.jsonl and metrics.csv in `run_dir`; `layers` names the
+    reusing layers (the csv's per-layer columns)."""
 
-    def __init__(self, run_dir, keep_until_step=None):
+    def __init__(self, run_dir, layers=(), keep_until_step=None):
         self.jsonl = os.path.join(run_dir, "metrics.jsonl")
         self.csv = os.path.join(run_dir, "metrics.csv")
+        self.layers = list(layers)
         if keep_until_step is None:
             for p in (self.jsonl, self.csv):
                 if os.path.exists(p):
@@ -40,10 +65,11 @@ class MetricsLog:
             self._truncate(keep_until_step)
         if not os.path.exists(self.csv):
             with open(self.csv, "w", newline="") as f:
-                csv.writer(f).writerow(CSV_COLUMNS)
+                csv.writer(f).writerow(csv_columns(self.layers))
 
     def _truncate(self, step):
-        """On resume: drop records written after the checkpoint (a crash may have left some)."""
+        """On resume: drop records written after the checkpoint (a crash may have left some) and
+        rewrite metrics.csv from the kept records, with this run's header."""
         records = read_records(os.path.dirname(self.jsonl)) if os.path.exists(self.jsonl) else []
         kept = [r for r in records if r.get("step", 0) <= step]
         with open(self.jsonl, "w") as f:
@@ -51,24 +77,16 @@ class MetricsLog:
                 f.write(json.dumps(r) + "\n")
         with open(self.csv, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(CSV_COLUMNS)
+            w.writerow(csv_columns(self.layers))
             for r in kept:
                 if r["kind"] in ("epoch", "eval"):
-                    w.writerow(self._csv_row(r))
-
-    @staticmethod
-    def _csv_row(record):
-        row = []
-        for c in CSV_COLUMNS:
-            v = record.get(c)
-            row.append(json.dumps(v, sort_keys=True) if isinstance(v, dict) else ("" if v is None else v))
-        return row
+                    w.writerow(csv_row(r, self.layers))
 
     def write(self, record):
         with open(self.jsonl, "a") as f:
             f.write(json.dumps(record) + "\n")
         if record["kind"] in ("epoch", "eval"):
             buf = io.StringIO()
-            csv.writer(buf).writerow(self._csv_row(record))
+            csv.writer(buf).writerow(csv_row(record, self.layers))
             with open(self.csv, "a", newline="") as f:
                 f.write(buf.getvalue())

@@ -163,12 +163,8 @@ class ReuseSchedule:
         self.min_dwell_steps = int(round(self.min_dwell * total_steps))
         if self.strategy == "exact":
             return []
-        layers = engine_layers(model)
-        names = [n for n, _ in layers]
+        names = self.check_layers(model)
         if self.layer_names is not None:
-            unknown = [n for n in self.layer_names if n not in names]
-            if unknown:
-                raise ValueError(f"reuse layers {unknown} are not in the model (it has {', '.join(names)})")
             candidates = list(self.layer_names)
         else:
             convs = [n for n in names if n.startswith("conv")]
@@ -202,6 +198,24 @@ class ReuseSchedule:
             events.append(self._event(0, name, EXACT, self.label(name), "start (" + "; ".join(notes) + ")"))
         self._apply_all()
         return events
+
+    def check_layers(self, model):
+        """Raise ValueError when a named reuse layer is not in `model`; returns the model's
+        engine layer names (a run checks this before it writes any file)."""
+        names = [n for n, _ in engine_layers(model)]
+        unknown = [n for n in self.layer_names or [] if n not in names]
+        if unknown:
+            raise ValueError(f"reuse layers {unknown} are not in the model (it has {', '.join(names)})")
+        return names
+
+    def resolved(self):
+        """What the schedule runs, per reusing layer: its rungs (coarse to fine, L as used,
+        i.e. at most K) and their labels; and the exact tail (config.json records this)."""
+        rungs = {n: [dict(r.to_dict(), L=min(int(r.L), p["K"])) for r in p["rungs"]]
+                 for n, p in self.plans.items()}
+        labels = {n: [r.label(p["K"]) for r in p["rungs"]] for n, p in self.plans.items()}
+        return {"strategy": self.strategy, "reuse_layers": list(self.plans), "rungs": rungs,
+                "rung_labels": labels, "exact_tail": self.exact_tail}
 
     def _base_rungs(self):
         if self.strategy == "fixed":

@@ -29,7 +29,7 @@ import numpy as np
 from ..nn import SGD, make_lr_schedule, softmax_cross_entropy
 from ..nn.backend import device_module
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import RESOLVED_KEY, TrainConfig
 from .data import load_dataset
 from .distributed import Single, default_threads, float_buffers, sync_gradients, weights_fingerprint
 from .evaluation import evaluate
@@ -148,6 +148,7 @@ class Trainer:
         self.lr_at = make_lr_schedule(cfg.lr_schedule, cfg.lr, self.total_steps, self.steps_per_epoch,
                                       cfg.lr_milestones, cfg.lr_gamma)
         self.schedule = make_schedule(cfg)
+        self.schedule.check_layers(self.model)       # every check before run() writes a file
         self.schedule.comm = self.comm
         self.stop_any = False
         self.out = cfg.out or default_out_dir(cfg)
@@ -157,8 +158,10 @@ class Trainer:
         c = counters
         rc = {name: (c["rc_sum"][name] / c["rc_n"][name] if c["rc_n"].get(name) else None)
               for name, _ in self.layers}
+        wall = self._wall()
         record = {"kind": kind, "epoch": round(self.global_step / self.steps_per_epoch, 6),
-                  "step": self.global_step, "wall_time": self._wall(),
+                  "step": self.global_step, "wall_time": wall, "train_time": self._train_time(wall),
+                  "eval_time": self.eval_time_total,
                   "train_loss": c["loss_sum"] / c["count"] if c["count"] else None,
                   "train_acc": c["correct"] / c["count"] if c["count"] else None,
                   "test_loss": test[0], "test_acc": test[1], "lr": self.optimizer.lr,
@@ -170,6 +173,10 @@ class Trainer:
     def _wall(self):
         return time.perf_counter() - self.clock0
 
+    def _train_time(self, wall):
+        """Seconds since the start spent training: all of `wall` but evaluation and checkpoint writes."""
+        return wall - self.eval_time_total - self.save_time_total
+
     def _events(self, events):
         for e in events:
             e = dict(e, epoch=round(e["step"] / self.steps_per_epoch, 6), wall_time=self._wall())
@@ -177,6 +184,13 @@ class Trainer:
             self.log(f"[reuse] step {e['step']}: {e['layer']}: {e['from']} -> {e['to']} ({e['reason']})")
 
     def _save(self, name, epoch, step_in_epoch, counters):
+        t0 = time.perf_counter()
+        try:
+            self._save_now(name, epoch, step_in_epoch, counters)
+        finally:
+            self.save_time_total += time.perf_counter() - t0
+
+    def _save_now(self, name, epoch, step_in_epoch, counters):
         self._check_ranks_agree()
         if not self.comm.is_root:
             return
@@ -184,6 +198,7 @@ class Trainer:
                 "position": {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": self.global_step},
                 "schedule": self.schedule.state_dict(), "counters": counters,
                 "totals": {"conv_time_total": self.conv_time_total, "wall_time": self._wall(),
+                           "eval_time": self.eval_time_total, "save_time": self.save_time_total,
                            "best_acc": self.best_acc, "last_test": self.last_test},
                 "rng": {"scheme": "counter-based default_rng([seed, epoch, step, stream])",
                         "seed": self.cfg.seed}}
@@ -199,7 +214,11 @@ class Trainer:
                                f"(crc32 {[int(c) for c in crcs]}): data-parallel training lost sync")
 
     def _evaluate(self):
-        return evaluate(self.model, self.test_loader, self.cfg.eval_reuse, comm=self.comm)[:2]
+        t0 = time.perf_counter()
+        try:
+            return evaluate(self.model, self.test_loader, self.cfg.eval_reuse, comm=self.comm)[:2]
+        finally:
+            self.eval_time_total += time.perf_counter() - t0
 
     def _restore(self, path):
         meta, model_state, opt_state = load_checkpoint(path)
@@ -213,6 +232,8 @@ class Trainer:
         self.conv_time_total, self.best_acc = totals["conv_time_total"], totals["best_acc"]
         self.last_test = tuple(totals["last_test"])
         self.clock0 = time.perf_counter() - totals["wall_time"]
+        self.eval_time_total = totals.get("eval_time", 0.0)      # absent in older checkpoints
+        self.save_time_total = totals.get("save_time", 0.0)
         return pos["epoch"], pos["step_in_epoch"], meta["counters"]
 
     def _progress(self):
@@ -234,31 +255,35 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
     def run(self):
         cfg = self.cfg
-        if self.comm.is_root:
-            os.makedirs(self.out, exist_ok=True)
         self.global_step, self.conv_time_total, self.best_acc = 0, 0.0, -1.0
+        self.eval_time_total = self.save_time_total = 0.0
         self.last_test = (None, None)
         self.clock0 = time.perf_counter()
         start_epoch, start_step, counters = 0, 0, _new_epoch_counters()
         root = self.comm.is_root
+        # the schedule is set up (or restored) before any file is written: its errors leave none
         if cfg.resume:
             start_epoch, start_step, counters = self._restore(cfg.resume)
-            self.metrics = MetricsLog(self.out, keep_until_step=self.global_step) if root else _NoMetrics()
+            setup_events = []
+        else:
+            setup_events = self.schedule.setup(self.model, self.probes, self.steps_per_epoch, self.total_steps)
+        reusing = [n for n, _ in self.layers if n in self.schedule.plans]
+        if root:
+            os.makedirs(self.out, exist_ok=True)
+            with open(os.path.join(self.out, "config.json"), "w") as f:
+                json.dump(run_config_record(cfg, self.schedule), f, indent=2)
+        keep = self.global_step if cfg.resume else None
+        self.metrics = MetricsLog(self.out, reusing, keep_until_step=keep) if root else _NoMetrics()
+        if cfg.resume:
             self.log(f"resumed from {cfg.resume} at epoch {start_epoch}, step {start_step} "
                      f"(global step {self.global_step})")
-        else:
-            self.metrics = MetricsLog(self.out) if root else _NoMetrics()
-        if root:
-            with open(os.path.join(self.out, "config.json"), "w") as f:
-                json.dump(cfg.to_dict(), f, indent=2)
         if self.comm.size > 1:
             self.log(f"data-parallel over {self.comm.size} ranks ({self.comm.name}, {self.comm.local_size} "
                      f"on this node), {self.threads} engine thread(s) per rank, global batch {cfg.batch_size}")
         self.log(f"training {cfg.model} on {cfg.dataset} ({len(self.data.train_images)} images, "
                  f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps), reuse={cfg.reuse}, "
                  f"out={self.out}")
-        if not cfg.resume:
-            self._events(self.schedule.setup(self.model, self.probes, self.steps_per_epoch, self.total_steps))
+        self._events(setup_events)
         bar = self._progress()
         interrupted = False
         with StopRequest() as stop:
@@ -290,7 +315,8 @@ class Trainer:
                 rec = self._record("epoch", counters, self.last_test)
                 self.log(f"epoch {rec['epoch']:g}: train loss {rec['train_loss']:.4f}, test loss "
                          f"{rec['test_loss']:.4f}, test acc {rec['test_acc']:.4f}, {rec['wall_time']:.1f} s "
-                         f"(conv {rec['conv_time']:.1f} s), rc {_fmt_rc(rec['rc'])}")
+                         f"(train {rec['train_time']:.1f} s, eval {rec['eval_time']:.1f} s, conv "
+                         f"{rec['conv_time']:.1f} s), rc {_fmt_rc(rec['rc'])}")
                 counters, start_step = _new_epoch_counters(), 0
                 self._save("last.npz", epoch + 1, 0, counters)
                 if rec["test_acc"] > self.best_acc:
@@ -298,15 +324,18 @@ class Trainer:
                     self._save("best.npz", epoch + 1, 0, counters)
         if bar is not None:
             bar.close()
+        wall = self._wall()
         summary = {"out": self.out, "steps": self.global_step, "interrupted": interrupted,
                    "test_loss": self.last_test[0], "test_acc": self.last_test[1],
-                   "wall_time": self._wall(), "conv_time": self.conv_time_total,
+                   "wall_time": wall, "train_time": self._train_time(wall),
+                   "eval_time": self.eval_time_total, "conv_time": self.conv_time_total,
                    "ranks": self.comm.size, "comm_time": self.comm.comm_seconds}
         if not interrupted:
             acc = summary["test_acc"]
             how = "reuse" if cfg.eval_reuse else "exact"
             self.log(f"final test accuracy {100 * acc:.2f} % ({how} convolution), wall time "
-                     f"{summary['wall_time']:.1f} s, conv time {summary['conv_time']:.1f} s"
+                     f"{summary['wall_time']:.1f} s (train {summary['train_time']:.1f} s, eval "
+                     f"{summary['eval_time']:.1f} s), conv time {summary['conv_time']:.1f} s"
                      + (f", {summary['comm_time']:.1f} s in collectives on rank 0 ({self.comm.size} ranks)"
                         if self.comm.size > 1 else ""))
         return summary
@@ -369,6 +398,19 @@ class _NoMetrics:
 
     def write(self, record):
         pass
+
+
+FIXED_RUNG_SETTINGS = ("L", "H", "hash", "width_scale")
+
+
+def run_config_record(cfg, schedule):
+    """config.json: the settings (readable back with --config) and, under "resolved", what the
+    schedule runs: per reusing layer its rungs, and which settings the run did not use."""
+    record = cfg.to_dict()
+    fixed_rung_used = cfg.reuse == "fixed" and cfg.rungs is None
+    record[RESOLVED_KEY] = dict(schedule.resolved(),
+                                unused_settings=[] if fixed_rung_used else list(FIXED_RUNG_SETTINGS))
+    return record
 
 
 def _fmt_rc(rc):
