@@ -35,12 +35,15 @@ def main(argv=None) -> int:
         _usage(sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
-    # The command line is an application, so it may choose the process's OpenMP wait policy (the
-    # library does not): the core's OpenMP regions alternate with NumPy's OpenBLAS threads, and
-    # OpenMP threads still spinning after a region take the cores from OpenBLAS (CifarNet step,
-    # 2 threads: linear 286 -> 12 ms, step 717 -> 261 ms; docs/training.md, "Threads"). An explicit
-    # OMP_WAIT_POLICY wins. libgomp reads it when pyadr._native is first loaded, after this line.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # The command line is an application, so it may bound how long libgomp's idle threads spin
+    # (the library does not touch the environment). With the default spin, a machine whose cores
+    # are also busy with other work loses them to spinning threads: CifarNet step, 2 threads, two
+    # busy processes beside it: 729 ms by default, 261-317 ms with GOMP_SPINCOUNT=10000, 325 ms
+    # with OMP_WAIT_POLICY=PASSIVE; on an idle machine 10000 is as fast as the default (147-154 vs
+    # 145-154 ms) where PASSIVE is not (160-184 ms). docs/training.md, "Threads". Explicit settings
+    # win. libgomp reads them when pyadr._native is first loaded, after this line.
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", "10000")
     if cmd == "config":
         import pyadr
         pyadr.show_config()

@@ -42,6 +42,7 @@ def show_config(file=None) -> dict:
         "threads": nat.get_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT"),
         "simd": info["simd"],
         "block cache": f"{nat.cache_bytes() / 2**20:.1f} MB held, cap {nat.cache_limit() / 2**20:.0f} MB"
                        " (PYADR_CACHE_MB)",
