@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from .._config import PRODUCTS
 from ..train.config import DEVICES, LR_SCHEDULES, resolve_config
 from ..train.data import DATASET_NAMES
 from ..train.models import MODEL_NAMES
@@ -27,7 +28,7 @@ def _layer_list(text):
 
 def _product_list(text):
     names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names or any(n not in ("forward", "dw", "dx") for n in names):
+    if not names or any(n not in PRODUCTS for n in names):
         raise argparse.ArgumentTypeError(f"expected comma-separated products among forward, dw, dx, got {text!r}")
     return names
 

@@ -89,8 +89,6 @@ def native_ok(x):
     return isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype in (np.float32, np.float64)
 
 
-_native_ok = native_ok
-
 
 def _pool_geom(shape, kernel, stride, padding):
     B, C, H, W = shape
@@ -99,7 +97,7 @@ def _pool_geom(shape, kernel, stride, padding):
 
 def maxpool2d_forward(x, kernel, stride, padding, track=True):
     """y (B, C, OH, OW) and the cache for `maxpool2d_backward` (None unless `track`)."""
-    if _native_ok(x):
+    if native_ok(x):
         import numpy as np
         from .. import _native
         x = np.ascontiguousarray(x)

@@ -13,6 +13,7 @@ import math
 import os
 from typing import List, Optional
 
+from .._config import PRODUCTS
 from .data import DATASET_NAMES
 from .models import MODEL_NAMES
 from .reuse_schedule import STRATEGIES
@@ -110,8 +111,8 @@ class TrainConfig:
                                            and all(isinstance(n, str) for n in self.reuse_layers)),
              "reuse_layers", "must be a list of layer names such as ['conv2', 'conv3']")
         need(self.reuse_exact is None or (isinstance(self.reuse_exact, list)
-                                          and all(n in ("forward", "dw", "dx") for n in self.reuse_exact)
-                                          and len(set(self.reuse_exact)) < 3),
+                                          and all(n in PRODUCTS for n in self.reuse_exact)
+                                          and len(set(self.reuse_exact)) < len(PRODUCTS)),
              "reuse_exact", "must be a list of products among forward, dw, dx (not all three), such as ['dx']")
         need(self.lr_milestones is None or (isinstance(self.lr_milestones, list)
                                             and all(is_num(m) and m >= 0 for m in self.lr_milestones)),
