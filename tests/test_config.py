@@ -20,7 +20,7 @@ def test_import_is_light():
     code = ("import pyadr, sys; "
             "bad = [m for m in ('cupy', 'scipy') if m in sys.modules]; "
             "assert not bad, bad")
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
 
 

@@ -24,7 +24,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PKG_DIR = os.path.join(ROOT, "pyadr")
+PKG_DIR = os.path.join(ROOT, "src", "pyadr")
 
 # (module, or "package.*" for a package and all its modules; layer). A new module must be placed here.
 LAYERS = [
@@ -257,7 +257,8 @@ def test_import_pyadr_imports_no_cupy_torch_or_scipy():
         "assert 'cupy' not in sys.modules\n"
         "assert not tried, tried\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)  # this checkout
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=os.path.join(ROOT, "src"))  # this checkout's sources
     assert r.returncode == 0, r.stderr
 
 

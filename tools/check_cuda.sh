@@ -12,7 +12,7 @@ if [ -z "$NVCC" ]; then
   echo "check_cuda: nvcc not found; skipping the CUDA compile check"
   exit 0
 fi
-KDIR="$ROOT/pyadr/gpu/kernels"
+KDIR="$ROOT/src/pyadr/gpu/kernels"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 echo "check_cuda: $("$NVCC" --version | tail -1)"
