@@ -2,7 +2,7 @@
 
   0 native core (C++, native/) -> 1 binding (pyadr._native) -> 2 checked array API (pyadr,
   pyadr._checks, _api, _config, _context, _interop, _blas, _info, _memory, reference, gpu) ->
-  3 pyadr.nn -> 4 pyadr.train, pyadr.torch, pyadr.export -> 5 pyadr.cli, pyadr.__main__
+  3 pyadr.nn -> 4 pyadr.train, pyadr.torch, pyadr.jax, pyadr.export -> 5 pyadr.cli, pyadr.__main__
 
 The source files of pyadr/ (this checkout, not the installed copy) are parsed with `ast`; no
 module is imported. Every import counts: top level, inside functions, `from . import x`,
@@ -10,7 +10,7 @@ relative and absolute. Importing a submodule implicitly runs its parents' __init
 an edge (else every package would be a cycle with its own modules).
 Checked: (a) no import cycle, (b) no upward import and, within layer 2, gpu and the other
 low-level modules import only what RESTRICTED allows, (c) every module is in LAYERS,
-(d) `import pyadr` imports no CuPy, torch or SciPy. The checker itself is tested on small
+(d) `import pyadr` imports no CuPy, torch, SciPy or JAX. The checker itself is tested on small
 synthetic packages, so that each check can be seen to fail.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ LAYERS = [
     ("pyadr._interop", 2), ("pyadr._blas", 2), ("pyadr._info", 2), ("pyadr._memory", 2),
     ("pyadr.reference", 2), ("pyadr.gpu.*", 2),
     ("pyadr.nn.*", 3),
-    ("pyadr.train.*", 4), ("pyadr.torch", 4), ("pyadr.export", 4),
+    ("pyadr.train.*", 4), ("pyadr.torch", 4), ("pyadr.jax", 4), ("pyadr.export", 4),
     ("pyadr.cli.*", 5), ("pyadr.__main__", 5),
 ]
 # importer (module or package) -> the only pyadr modules (or packages) it may import besides its
@@ -241,7 +241,7 @@ def test_the_binding_imports_no_python_module_of_pyadr():
     assert not bad, f"pyadr/_native.pyx (layer 1) imports from the package: {bad}"
 
 
-def test_import_pyadr_imports_no_cupy_torch_or_scipy():
+def test_import_pyadr_imports_no_cupy_torch_scipy_or_jax():
     """Run in a fresh interpreter; a finder also records attempts, so this fails even where
     CuPy is not installed (as on the CI machine)."""
     code = (
@@ -249,7 +249,7 @@ def test_import_pyadr_imports_no_cupy_torch_or_scipy():
         "tried = []\n"
         "class Spy:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('cupy', 'torch', 'scipy'):\n"
+        "        if name.split('.')[0] in ('cupy', 'torch', 'scipy', 'jax', 'jaxlib'):\n"
         "            tried.append(name)\n"
         "        return None\n"
         "sys.meta_path.insert(0, Spy())\n"

@@ -2,7 +2,8 @@
 
 Layers (a module imports only from its own layer or those below; tests/test_layering.py checks it):
   5 pyadr.cli, pyadr.__main__        the command lines (`pyadr train | bench | profile | export ...`)
-  4 pyadr.train, pyadr.torch, pyadr.export   trainer; PyTorch layers; edge weights writer
+  4 pyadr.train, pyadr.torch, pyadr.jax, pyadr.export   trainer; PyTorch layers; JAX functions;
+                                     edge weights writer
   3 pyadr.nn                         layers, models, optimizers on NumPy (or CuPy) arrays
   2 pyadr (this module), the checked array API: _api (conv2d_forward/backward, linear_...),
     _checks (argument checks and layout codes), _config (ReuseConfig), _context, _interop,
@@ -10,7 +11,7 @@ Layers (a module imports only from its own layer or those below; tests/test_laye
   1 pyadr._native                    Cython binding over the C++17 core in native/ (layer 0)
 
 This module, the facade, imports only layer 2 (and 1 through it). `import pyadr` is cheap: it
-neither loads SciPy nor CuPy nor compiles anything.
+neither loads SciPy nor CuPy (nor torch, nor JAX) nor compiles anything.
 """
 from ._api import (conv2d_backward, conv2d_forward, empty_cache, get_num_threads, linear_backward,
                    linear_forward, set_num_threads)
