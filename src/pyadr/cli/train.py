@@ -7,6 +7,8 @@ checkpoint's own config (flags still override, e.g. --epochs to train longer).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 
@@ -78,8 +80,16 @@ def _add_train_flags(p):
                         "plateau advances it (default 0.25; loss-gap checks may advance sooner)")
     g = p.add_argument_group("run")
     g.add_argument("--out", default=S, help="run directory (default runs/MODEL-DATASET-REUSE-sSEED)")
-    g.add_argument("--config", dest="config_file", default=None, help="JSON file of settings")
-    g.add_argument("--eval-every", dest="eval_every", type=int, default=S, help="evaluate every N steps")
+    g.add_argument("--config", dest="config_file", default=None,
+                   help="settings file: JSON, or YAML (.yaml/.yml, needs PyYAML); keys as in config.json")
+    g.add_argument("--print-config", dest="print_config", action="store_true", default=False,
+                   help="print the resolved settings (defaults < --config < flags) as JSON and exit; "
+                        "writes nothing")
+    g.add_argument("--eval-every-steps", "--eval-every", dest="eval_every", type=int, default=S,
+                   help="test accuracy every N steps, for the curves (default: about 10 points per run; "
+                        "0: at epoch ends only); evaluation time is kept out of train_time")
+    g.add_argument("--tensorboard", dest="tensorboard", action="store_true", default=S,
+                   help="also write TensorBoard event files to OUT/tensorboard (pip install pyadr[tb])")
     g.add_argument("--eval-reuse", dest="eval_reuse", action="store_true", default=S,
                    help="evaluate with the current reuse settings instead of exact convolution")
     g.add_argument("--eval-batch-size", dest="eval_batch_size", type=int, default=S)
@@ -130,7 +140,7 @@ def _train_config(args, command):
     """Defaults < checkpoint config (train --resume) < --config FILE < flags given."""
     from ..train.config import load_config_file
     given = {k: v for k, v in vars(args).items()
-             if k not in ("command", "config_file", "target_drop", "distributed")}
+             if k not in ("command", "config_file", "target_drop", "distributed", "print_config")}
     merged = {}
     if command == "train" and "resume" in given:
         from ..train.checkpoint import load_checkpoint
@@ -145,8 +155,10 @@ def _train_config(args, command):
 def _cmd_train(args):
     from ..train.distributed import connect
     from ..train.trainer import Trainer
-    comm = connect(args.distributed)
     cfg = _train_config(args, "train")
+    if args.print_config:
+        return _print_config(cfg)
+    comm = connect(args.distributed)
     summary = Trainer(cfg, comm=comm).run()
     return 130 if summary["interrupted"] and not cfg.stop_after_steps else 0
 
@@ -154,12 +166,20 @@ def _cmd_train(args):
 def _cmd_compare(args):
     from ..train.compare import run_compare
     from ..train.distributed import connect
-    comm = connect(args.distributed)
     cfg = _train_config(args, "compare")
     if "reuse" not in vars(args) and cfg.reuse == "exact":
         cfg.reuse = "adaptive"
     out = cfg.out or os.path.join("runs", f"compare-{cfg.model}-{cfg.dataset}-s{cfg.seed}")
+    if args.print_config:
+        return _print_config(dataclasses.replace(cfg, out=out))
+    comm = connect(args.distributed)
     run_compare(cfg, out, target_drop=args.target_drop / 100.0, comm=comm)
+    return 0
+
+
+def _print_config(cfg):
+    """--print-config: the settings as a run would use them, readable back with --config."""
+    print(json.dumps(cfg.to_dict(), indent=2))
     return 0
 
 

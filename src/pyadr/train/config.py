@@ -1,6 +1,7 @@
 """TrainConfig: every setting of a training run, validated, JSON round-trippable.
 
-Precedence when resolving: built-in defaults < --config FILE (JSON with the same keys) < flags.
+Precedence when resolving: built-in defaults < --config FILE (JSON, or YAML with PyYAML installed,
+with the same keys) < flags.
 The defaults train CifarNet on Fashion-MNIST for 2 epochs with batch 128, SGD lr 0.05,
 momentum 0.9 and a cosine learning rate over the run: 90.06/90.75/89.88 % for seeds 0/1/2, against
 88.82/88.85/87.76 % with a constant rate (PyTorch with the constant rate: 89.6 %).
@@ -20,6 +21,8 @@ from .reuse_schedule import STRATEGIES
 
 DEVICES = ("cpu", "cuda")
 RESOLVED_KEY = "resolved"       # config.json of a run: what ran (trainer.run_config_record); not a setting
+EVAL_POINTS = 10                # eval_every=None: about this many periodic test evaluations per run
+YAML_SUFFIXES = (".yaml", ".yml")
 LR_SCHEDULES = ("constant", "step", "cosine")
 
 
@@ -43,7 +46,7 @@ class TrainConfig:
     device: str = "cpu"
     augment: Optional[bool] = None                  # None: crop+flip for cifar10 only
     limit_train: Optional[int] = None
-    eval_every: int = 0                             # steps; 0: only at the end of each epoch
+    eval_every: Optional[int] = None                # steps; 0: only at the end of each epoch; None: auto (eval_every_steps)
     eval_reuse: bool = False
     eval_batch_size: int = 256
     # deep reuse
@@ -67,7 +70,8 @@ class TrainConfig:
     # run management
     out: Optional[str] = None
     resume: Optional[str] = None
-    progress: Optional[bool] = None                 # None: a tqdm bar when stdout is a tty
+    progress: Optional[bool] = None                 # None: a tqdm bar when stderr (or stdout) is a terminal
+    tensorboard: bool = False                       # also write TensorBoard event files (OUT/tensorboard)
     stop_after_steps: Optional[int] = None          # stop (and checkpoint) as if interrupted
 
     def validate(self):
@@ -98,7 +102,9 @@ class TrainConfig:
         need(self.threads is None or (is_int(self.threads) and self.threads >= 1), "threads", "must be an int >= 1")
         need(self.limit_train is None or (is_int(self.limit_train) and self.limit_train >= 1),
              "limit_train", "must be an int >= 1")
-        need(is_int(self.eval_every) and self.eval_every >= 0, "eval_every", "must be an int >= 0")
+        need(self.eval_every is None or (is_int(self.eval_every) and self.eval_every >= 0), "eval_every",
+             "must be an int >= 0 (0: at epoch ends only) or null (about 10 evaluations per run)")
+        need(isinstance(self.tensorboard, bool), "tensorboard", "must be true or false")
         need(is_int(self.L) and self.L >= 1, "L", "must be an int >= 1")
         need(is_int(self.H) and 1 <= self.H <= 64, "H", "must be an int in [1, 64]")
         need(is_num(self.width_scale) and self.width_scale > 0, "width_scale", "must be > 0")
@@ -124,6 +130,13 @@ class TrainConfig:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+    def eval_every_steps(self, total_steps):
+        """Steps between periodic test evaluations (0: none), eval_every=None resolved for a run of
+        total_steps: about EVAL_POINTS evaluations (the epoch ends evaluate as well)."""
+        if self.eval_every is not None:
+            return self.eval_every
+        return max(1, math.ceil(total_steps / EVAL_POINTS))
+
     @classmethod
     def from_dict(cls, d, source="config"):
         known = {f.name for f in dataclasses.fields(cls)}
@@ -133,17 +146,35 @@ class TrainConfig:
         return cls(**d)
 
 
+def _load_yaml(path, f):
+    try:
+        import yaml
+    except ImportError:
+        raise RuntimeError(f"config file {path} is YAML, which needs PyYAML: pip install pyyaml "
+                           "(or pyadr[yaml]); JSON config files need nothing") from None
+    try:
+        return yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config file {path} is not valid YAML: {exc}") from exc
+
+
 def load_config_file(path):
-    """Settings from a JSON file (keys as in TrainConfig / config.json of a run)."""
+    """Settings from a JSON file, or a YAML one (.yaml/.yml, needs PyYAML), keys as in TrainConfig
+    / config.json of a run."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"config file {path} does not exist")
+    is_yaml = path.lower().endswith(YAML_SUFFIXES)
     with open(path) as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"config file {path} is not valid JSON: {exc}") from exc
+        if is_yaml:
+            data = _load_yaml(path, f)
+        else:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"config file {path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a JSON object")
+        raise ValueError(f"config file {path} must hold a {'YAML mapping' if is_yaml else 'JSON object'} "
+                         f"of settings, got {type(data).__name__}")
     data.pop(RESOLVED_KEY, None)        # a run's config.json can be read back as --config
     return data
 

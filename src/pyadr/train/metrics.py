@@ -1,5 +1,6 @@
-"""Run logs: metrics.jsonl (one JSON object per line, the full record) and metrics.csv (flat
-columns of the epoch and eval records, for pandas and spreadsheets).
+"""Run logs: metrics.jsonl (one JSON object per line, the full record), metrics.csv (flat
+columns of the epoch and eval records, for pandas and spreadsheets) and steps.csv (one row per
+training step: the loss curve).
 
 Record kinds: "epoch" (end of each epoch), "eval" (every --eval-every steps) and "rung" (a
 reuse-schedule change, with its reason; jsonl only). Epoch/eval keys: kind, epoch (fractional
@@ -13,6 +14,10 @@ epoch's steps so far, null when the layer ran exact), rung (layer -> current run
 metrics.csv has the scalar keys as columns, then rc_<layer> and rung_<layer> for each reusing
 layer (fixed when the run starts; a resumed run keeps the header): rc_<layer> is a number, empty
 when the layer ran exact; rung_<layer> a label such as "l2 L64 H12 w1" or "exact".
+
+steps.csv: step (global steps done), epoch, train_time, wall_time (as above, at the step's end),
+step_time (s of this step), loss and acc (of the step's batch), lr, then rc_<layer> of the step
+(empty when the layer ran exact).
 """
 from __future__ import annotations
 
@@ -25,6 +30,14 @@ SCALAR_COLUMNS = ["kind", "epoch", "step", "wall_time", "train_time", "eval_time
                   "train_acc", "test_loss", "test_acc", "lr", "conv_time", "conv_time_total"]
 
 
+STEP_COLUMNS = ["step", "epoch", "train_time", "wall_time", "step_time", "loss", "acc", "lr"]
+
+
+def step_columns(layers):
+    """Header of steps.csv for a run whose reusing layers are `layers`."""
+    return STEP_COLUMNS + [f"rc_{name}" for name in layers]
+
+
 def csv_columns(layers):
     """Header of metrics.csv for a run whose reusing layers are `layers` (in model order)."""
     return SCALAR_COLUMNS + [f"{kind}_{name}" for name in layers for kind in ("rc", "rung")]
@@ -32,13 +45,24 @@ def csv_columns(layers):
 
 def csv_row(record, layers):
     """One metrics.csv row of an epoch/eval record: scalars, then rc and rung per layer."""
-    def cell(v):
-        return "" if v is None else v
     rc, rung = record.get("rc") or {}, record.get("rung") or {}
-    row = [cell(record.get(c)) for c in SCALAR_COLUMNS]
+    row = [_cell(record.get(c)) for c in SCALAR_COLUMNS]
     for name in layers:
-        row += [cell(rc.get(name)), cell(rung.get(name))]
+        row += [_cell(rc.get(name)), _cell(rung.get(name))]
     return row
+
+
+def _cell(v):
+    return "" if v is None else v
+
+
+def read_steps(run_dir):
+    """steps.csv as a list of {column: float or None}, [] for runs written before it existed."""
+    path = os.path.join(run_dir, "steps.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [{k: (float(v) if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def read_records(run_dir):
@@ -56,16 +80,41 @@ class MetricsLog:
     def __init__(self, run_dir, layers=(), keep_until_step=None):
         self.jsonl = os.path.join(run_dir, "metrics.jsonl")
         self.csv = os.path.join(run_dir, "metrics.csv")
+        self.steps_csv = os.path.join(run_dir, "steps.csv")
         self.layers = list(layers)
         if keep_until_step is None:
-            for p in (self.jsonl, self.csv):
+            for p in (self.jsonl, self.csv, self.steps_csv):
                 if os.path.exists(p):
                     os.remove(p)
         else:
             self._truncate(keep_until_step)
+            self._truncate_steps(keep_until_step)
         if not os.path.exists(self.csv):
             with open(self.csv, "w", newline="") as f:
                 csv.writer(f).writerow(csv_columns(self.layers))
+        if not os.path.exists(self.steps_csv):
+            with open(self.steps_csv, "w", newline="") as f:
+                csv.writer(f).writerow(step_columns(self.layers))
+
+    def _truncate_steps(self, step):
+        if not os.path.exists(self.steps_csv):
+            return
+        with open(self.steps_csv, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("step") and float(r["step"]) <= step]
+        with open(self.steps_csv, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(step_columns(self.layers))
+            for r in rows:
+                w.writerow([r.get(c, "") for c in step_columns(self.layers)])
+
+    def write_step(self, row):
+        """One steps.csv row: `row` has the STEP_COLUMNS keys and "rc" (layer -> rc or None)."""
+        rc = row.get("rc") or {}
+        cells = [_cell(row.get(c)) for c in STEP_COLUMNS] + [_cell(rc.get(n)) for n in self.layers]
+        buf = io.StringIO()
+        csv.writer(buf).writerow(cells)
+        with open(self.steps_csv, "a", newline="") as f:
+            f.write(buf.getvalue())
 
     def _truncate(self, step):
         """On resume: drop records written after the checkpoint (a crash may have left some) and

@@ -35,6 +35,7 @@ from .distributed import Single, default_threads, float_buffers, sync_gradients,
 from .evaluation import evaluate
 from .loader import DROPOUT, BatchLoader
 from .metrics import MetricsLog
+from .tensorboard import TensorBoardLog, writer_class
 from .models import build_model, dropout_layers, engine_layers
 from .reuse_schedule import ReuseSchedule, Rung, default_ladder, parse_ladder
 
@@ -135,6 +136,9 @@ class Trainer:
         self.probes = [(x, y) for _, x, y in probe_loader.epoch(0)]
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = max(1, int(math.ceil(cfg.epochs * self.steps_per_epoch)))
+        self.eval_every = cfg.eval_every_steps(self.total_steps)
+        if cfg.tensorboard and self.comm.is_root:
+            writer_class()                           # installed? (before any file is written)
         self.model_spec = {"name": cfg.model, "in_shape": list(data.image_shape),
                            "num_classes": data.num_classes, "width": cfg.width}
         # the input normalisation the model was trained with (pyadr export writes it for the edge)
@@ -152,6 +156,7 @@ class Trainer:
         self.schedule.comm = self.comm
         self.stop_any = False
         self.out = cfg.out or default_out_dir(cfg)
+        self.tb = None
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _record(self, kind, counters, test):
@@ -168,6 +173,8 @@ class Trainer:
                   "conv_time": c["conv_time"], "conv_time_total": self.conv_time_total,
                   "rc": rc, "rung": self.schedule.labels()}
         self.metrics.write(record)
+        if self.tb is not None:
+            self.tb.write_eval(record)
         return record
 
     def _wall(self):
@@ -237,11 +244,15 @@ class Trainer:
         return pos["epoch"], pos["step_in_epoch"], meta["counters"]
 
     def _progress(self):
+        """A tqdm bar on stderr when it is a terminal, else on stdout when that one is (say under
+        `2> log`); progress=True forces one on stderr, False none."""
         want = self.cfg.progress
         if not self.comm.is_root:
             return None
+        stream = sys.stderr
         if want is None:
-            want = sys.stdout.isatty()
+            stream = next((s for s in (sys.stderr, sys.stdout) if _isatty(s)), None)
+            want = stream is not None
         if not want:
             return None
         try:
@@ -250,7 +261,8 @@ class Trainer:
             if self.cfg.progress:
                 self.log("tqdm is not installed: no progress bar (pip install tqdm)")
             return None
-        return tqdm(total=self.total_steps, initial=self.global_step, unit="step", dynamic_ncols=True)
+        return tqdm(total=self.total_steps, initial=self.global_step, unit="step", file=stream,
+                    dynamic_ncols=_has_width(stream))
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self):
@@ -271,9 +283,10 @@ class Trainer:
         if root:
             os.makedirs(self.out, exist_ok=True)
             with open(os.path.join(self.out, "config.json"), "w") as f:
-                json.dump(run_config_record(cfg, self.schedule), f, indent=2)
+                json.dump(run_config_record(cfg, self.schedule, self.eval_every), f, indent=2)
         keep = self.global_step if cfg.resume else None
         self.metrics = MetricsLog(self.out, reusing, keep_until_step=keep) if root else _NoMetrics()
+        self.tb = TensorBoardLog(self.out, reusing) if root and cfg.tensorboard else None
         if cfg.resume:
             self.log(f"resumed from {cfg.resume} at epoch {start_epoch}, step {start_step} "
                      f"(global step {self.global_step})")
@@ -298,7 +311,9 @@ class Trainer:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(loss=f"{counters['loss_sum'] / counters['count']:.4f}")
-                    if cfg.eval_every and self.global_step % cfg.eval_every == 0:
+                    epoch_ends = (step_in_epoch + 1 == self.steps_per_epoch
+                                  or self.global_step >= self.total_steps)     # the epoch record evaluates
+                    if self.eval_every and self.global_step % self.eval_every == 0 and not epoch_ends:
                         self.last_test = self._evaluate()
                         rec = self._record("eval", counters, self.last_test)
                         self.log(f"step {self.global_step}: test acc {rec['test_acc']:.4f}, "
@@ -324,6 +339,8 @@ class Trainer:
                     self._save("best.npz", epoch + 1, 0, counters)
         if bar is not None:
             bar.close()
+        if self.tb is not None:
+            self.tb.close()
         wall = self._wall()
         summary = {"out": self.out, "steps": self.global_step, "interrupted": interrupted,
                    "test_loss": self.last_test[0], "test_acc": self.last_test[1],
@@ -343,6 +360,7 @@ class Trainer:
     def _train_step(self, epoch, step_in_epoch, x, y, counters, stop_requested=False):
         """One SGD step on this rank's slice of global batch `step_in_epoch`; returns the global
         batch's mean loss. Sets self.stop_any when any rank was asked to stop."""
+        t_step = time.perf_counter()
         comm = self.comm
         self._events(self.schedule.before_step(self.global_step, self.steps_per_epoch))
         self.optimizer.lr = self.lr_at(self.global_step)
@@ -390,7 +408,37 @@ class Trainer:
         self.conv_time_total += float(seconds)
         self.global_step += 1
         self._events(self.schedule.after_step(self.global_step - 1, loss, self.model, self.probes))
+        self._log_step(loss, correct / n_global if n_global else None, time.perf_counter() - t_step,
+                       {name: (float(sums[5 + 2 * j] / sums[6 + 2 * j]) if sums[6 + 2 * j] else None)
+                        for j, (name, _) in enumerate(self.layers)})
         return loss
+
+    def _log_step(self, loss, acc, seconds, rc):
+        """steps.csv (and TensorBoard) row of the step just done (rank 0 only)."""
+        if not self.comm.is_root:
+            return
+        wall = self._wall()
+        row = {"step": self.global_step, "epoch": round(self.global_step / self.steps_per_epoch, 6),
+               "train_time": self._train_time(wall), "wall_time": wall, "step_time": seconds, "loss": loss,
+               "acc": acc, "lr": self.optimizer.lr, "rc": rc}
+        self.metrics.write_step(row)
+        if self.tb is not None:
+            self.tb.write_step(row)
+
+
+def _isatty(stream):
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):          # replaced or closed streams
+        return False
+
+
+def _has_width(stream):
+    """A terminal that reports columns (a fresh pseudo-terminal says 0: tqdm would draw no bar)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 class _NoMetrics:
@@ -399,17 +447,23 @@ class _NoMetrics:
     def write(self, record):
         pass
 
+    def write_step(self, row):
+        pass
+
 
 FIXED_RUNG_SETTINGS = ("L", "H", "hash", "width_scale")
 
 
-def run_config_record(cfg, schedule):
+def run_config_record(cfg, schedule, eval_every_steps=None):
     """config.json: the settings (readable back with --config) and, under "resolved", what the
-    schedule runs: per reusing layer its rungs, and which settings the run did not use."""
+    schedule runs: per reusing layer its rungs, which settings the run did not use, and the
+    steps between periodic test evaluations (eval_every=None resolved)."""
     record = cfg.to_dict()
     fixed_rung_used = cfg.reuse == "fixed" and cfg.rungs is None
     record[RESOLVED_KEY] = dict(schedule.resolved(),
                                 unused_settings=[] if fixed_rung_used else list(FIXED_RUNG_SETTINGS))
+    if eval_every_steps is not None:
+        record[RESOLVED_KEY]["eval_every_steps"] = eval_every_steps
     return record
 
 
