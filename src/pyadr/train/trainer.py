@@ -40,6 +40,7 @@ from .models import build_model, dropout_layers, engine_layers
 from .reuse_schedule import ReuseSchedule, Rung, default_ladder, parse_ladder
 
 PROBE = 0x9B0BE
+FALLBACK_SIZE = (80, 24)    # progress bar's terminal columns and rows where the terminal reports none
 
 
 class StopRequest:
@@ -261,8 +262,12 @@ class Trainer:
             if self.cfg.progress:
                 self.log("tqdm is not installed: no progress bar (pip install tqdm)")
             return None
+        # a sizeless terminal (a fresh pty reports 0x0): tqdm takes it as -1 columns and -1 rows and
+        # draws nothing at all, so give it a size
+        sized = _has_width(stream)
+        size = {} if sized else {"ncols": FALLBACK_SIZE[0], "nrows": FALLBACK_SIZE[1]}
         return tqdm(total=self.total_steps, initial=self.global_step, unit="step", file=stream,
-                    dynamic_ncols=_has_width(stream))
+                    dynamic_ncols=sized, **size)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self):
