@@ -125,6 +125,16 @@ def test_a_jitted_training_step_lowers_the_loss():
     assert float(last) < float(first)
 
 
+def test_independent_calls_in_one_jit():
+    """XLA may run the two callbacks at once: they take turns and each gets its own result."""
+    x, w, b = _data()
+    reuse = pyadr.ReuseConfig(L=9, H=5)
+    both = jax.jit(lambda x1, x2: (pj.conv2d(x1, w, b, reuse=reuse), pj.conv2d(x2, w, b, padding=1)))
+    y1, y2 = both(x, 2 * x)
+    np.testing.assert_allclose(np.asarray(y1), pyadr.conv2d_forward(x, w, b, reuse=reuse)[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(y2), pyadr.conv2d_forward(2 * x, w, b, padding=1)[0], rtol=1e-6, atol=1e-6)
+
+
 def test_vmap_maps_one_pyadr_call_per_element():
     xs = RNG.standard_normal((3, 2, 4, 7, 7)).astype(np.float32)
     _, w, b = _data()

@@ -25,11 +25,13 @@ How it works:
   reverse mode only, and JAX says so when asked.
 
 Everything runs on the host CPU: arrays on an accelerator are copied to the host by the callback.
-This module imports jax; `import pyadr` never imports it.
+Callbacks take turns (a lock): XLA may start independent ones at once, and each pyadr call
+already uses all engine threads. This module imports jax; `import pyadr` never imports it.
 """
 from __future__ import annotations
 
 import functools
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +43,9 @@ from ._config import ReuseConfig
 
 __all__ = ["conv2d", "linear"]
 
+# XLA may run independent callbacks at once on its threads; each pyadr call already uses every
+# engine thread (OpenMP), so they take turns: one level of parallelism.
+_ENGINE = threading.Lock()
 _COMPUTED_IN_FLOAT32 = ("float16", "bfloat16")
 _NATIVE = ("float32", "float64")
 
@@ -103,16 +108,18 @@ def _vjp_op(kind, stride, padding, dilation, reuse, has_bias):
 
     def host_forward(*args):
         x, w, b = _host(args)
-        return forward(x, w, b)[0]
+        with _ENGINE:
+            return forward(x, w, b)[0]
 
     def host_backward(*args):
         x, w, b = _host(args[:-1])
         dy = np.ascontiguousarray(args[-1])
-        _, ctx = forward(x, w, b)                  # the same clusters as the forward's (see above)
-        if kind == "conv2d":
-            dx, dw, db = _api.conv2d_backward(dy, ctx)
-        else:
-            dx, dw, db = _api.linear_backward(dy, ctx)
+        with _ENGINE:
+            _, ctx = forward(x, w, b)              # the same clusters as the forward's (see above)
+            if kind == "conv2d":
+                dx, dw, db = _api.conv2d_backward(dy, ctx)
+            else:
+                dx, dw, db = _api.linear_backward(dy, ctx)
         return (dx, dw, db) if has_bias else (dx, dw)
 
     def y_struct(x, w, b_shape):

@@ -146,7 +146,12 @@ def plot_compare(exact_dir, reuse_dir, out_dir, target_acc=None):
         for ax in (ax_t, ax_s):
             ax.axhline(100 * target_acc, color="gray", linestyle="--", label="target (exact final - 0.3)")
     saved = _saved_share(runs)
-    ax_t.set_title("test accuracy" + ("" if saved is None else f": reuse saves {100 * saved:.1f} % of training time"))
+    if saved is None:
+        ax_t.set_title("test accuracy")
+    elif saved >= 0:
+        ax_t.set_title(f"test accuracy: reuse saves {100 * saved:.1f} % of training time")
+    else:
+        ax_t.set_title(f"test accuracy: reuse took {-100 * saved:.1f} % more training time")
     ax_t.set_xlabel("training time (s, evaluation excluded)")
     ax_s.set_title("test accuracy per step")
     ax_s.set_xlabel("step")
