@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
+
 #include "c_api_internal.hpp"
 #include "model_file.hpp"
 #include "pyadr/core.hpp"
@@ -92,7 +94,8 @@ struct pyadr_model {
     const size_t n = static_cast<size_t>(batch * per);
     bufA.resize(n);
     bufB.resize(n);
-    lrn_s.resize(n);
+    for (const LayerSpec& L : spec.layers)
+      if (L.lrn_pos != pyadr_weights::kLrnNone) lrn_s.resize(n);  // s of the LRN, only if one
     batch_cap = batch;
   }
 
@@ -175,6 +178,8 @@ std::vector<unsigned char> read_file(const char* path) {
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path, "rb"), &std::fclose);
   const std::string at = std::string("'") + path + "'";
   if (!f) bad("cannot open " + at + ": " + std::strerror(errno));
+  struct stat st;  // a directory opens on POSIX, and its "size" is no file's
+  if (stat(path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG) bad(at + " is not a regular file");
   if (std::fseek(f.get(), 0, SEEK_END) != 0) bad("cannot seek in " + at + " (not a regular file?)");
   const long size = std::ftell(f.get());
   if (size < 0 || std::fseek(f.get(), 0, SEEK_SET) != 0) bad("cannot determine the size of " + at);

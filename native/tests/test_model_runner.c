@@ -266,6 +266,7 @@ static void test_load_path(const buf* file) {
   CHECK_ERR(pyadr_model_load("/nonexistent/dir/model.bin", &m), PYADR_ERR_INVALID_ARGUMENT,
             "cannot open '/nonexistent/dir/model.bin'");
   CHECK(m == NULL);
+  CHECK_ERR(pyadr_model_load(".", &m), PYADR_ERR_INVALID_ARGUMENT, "'.' is not a regular file");
 }
 
 /* normalize: (pixel * (1/(255 std))) - mean/std in float, the trainer loader's arithmetic */
