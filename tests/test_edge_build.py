@@ -214,3 +214,78 @@ def test_c_example_help(edge_binary):
     assert r.returncode == 2 and "unknown option --no-such-option" in r.stderr and "usage:" in r.stderr
     r = subprocess.run([edge_binary, "--batch"], capture_output=True, text=True)
     assert r.returncode == 2 and "missing value after --batch" in r.stderr
+
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.mark.slow
+@needs_cmake
+@pytest.mark.skipif(not os.path.exists(os.path.join(FASHION, "t10k-images-idx3-ubyte.gz")),
+                    reason="needs the Fashion-MNIST test set")
+def test_c_model_runner_matches_python_evaluation_on_a_checkpoint(tmp_path, edge_binary):
+    """A model trained by `pyadr train` (CifarNet with its LRNs, a few steps on real
+    Fashion-MNIST), exported with `pyadr export`, run by the C model runner (the edge example:
+    pyadr_model_load, pyadr_model_normalize on the raw IDX pixels, pyadr_model_forward) on the
+    first 500 test images, gives pyadr's Python evaluation: the same normalised inputs, logits,
+    predicted classes and accuracy."""
+    import gzip
+
+    from pyadr.cli.train import main as train_main
+    from pyadr.train.checkpoint import load_model
+    from pyadr.train.data import load_fashion_mnist
+    from pyadr.train.evaluation import evaluate
+    from pyadr.train.loader import BatchLoader
+
+    run = tmp_path / "run"
+    assert train_main(["train", "--model", "cifarnet", "--width", "0.25", "--limit-train", "4096",
+                       "--batch-size", "64", "--stop-after-steps", "60", "--out", str(run),
+                       "--no-progress"]) in (0, None)
+    ckpt = str(run / "last.npz")
+    assert export_cli.main([ckpt, str(tmp_path / "m.bin")]) == 0
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        with gzip.open(os.path.join(FASHION, name + ".gz")) as src, open(tmp_path / name, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    batch, reps = 250, 2
+    n = batch * reps
+    out = subprocess.run([edge_binary, "--weights", str(tmp_path / "m.bin"),
+                          "--images", str(tmp_path / "t10k-images-idx3-ubyte"),
+                          "--labels", str(tmp_path / "t10k-labels-idx1-ubyte"), "--batch", str(batch),
+                          "--reps", str(reps), "--dump", str(tmp_path / "dump.f32")],
+                         check=True, capture_output=True, text=True).stdout
+    raw = np.fromfile(tmp_path / "dump.f32", np.float32)
+    assert raw.size == n * (28 * 28 + 10)
+    c_x = raw[:n * 28 * 28].reshape(n, 1, 28, 28)
+    c_logits = raw[n * 28 * 28:].reshape(n, 10)
+
+    # pyadr's Python evaluation of the checkpoint: the trainer's test loader (its normalisation
+    # from the checkpoint's data_norm, in order) and evaluate(); the logits of the same batches.
+    model, meta = load_model(ckpt)
+    data = load_fashion_mnist()
+    norm = meta["data_norm"]
+    loader = BatchLoader(data.test_images[:n], data.test_labels[:n], batch, norm["mean"], norm["std"],
+                         shuffle=False, prefetch=0)
+    _, accuracy, _ = evaluate(model, loader)
+    model.eval()
+    xs, logits = [], []
+    for _, x, _ in loader.epoch(0):
+        xs.append(x)
+        logits.append(model.forward(x))
+    py_x, py_logits = np.concatenate(xs), np.concatenate(logits)
+
+    # pyadr_model_normalize is the loader's arithmetic (x * (1/(255 std)) - mean/std in float32)
+    np.testing.assert_array_equal(c_x, py_x)
+    # Same kernels, same batches, same inputs on both sides (bit-identical here with the builtin
+    # GEMM); 1e-5 of the logit scale only allows for a summation-order change (a BLAS provider,
+    # another SIMD level), far below what a wrong layer moves (see test_c_example_matches_python).
+    scale = np.abs(py_logits).max()
+    assert scale > 1e-2
+    np.testing.assert_allclose(c_logits, py_logits, rtol=1e-5, atol=1e-5 * scale)
+    top2 = np.sort(py_logits, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-4 * scale    # ties within the tolerance may go either way
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(c_logits.argmax(1)[clear], py_logits.argmax(1)[clear])
+    assert 0.5 < accuracy < 1.0                        # trained: far above chance (0.1)
+    line = next(l for l in out.splitlines() if l.startswith("accuracy"))
+    c_accuracy = float(line.split("exact")[1].split("%")[0]) / 100
+    assert abs(c_accuracy - accuracy) <= 0.5 / n       # printed with two decimals of a percent

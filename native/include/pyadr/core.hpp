@@ -11,6 +11,7 @@
 //   reuse_cache.cpp      inference cache of cluster products across calls (+ its C API)
 //   nn_ops.cpp           pyadr.nn's max-pooling and LRN (NCHW), for the trainer
 //   block_cache.cpp      large scratch blocks recycled between calls (no page faults per call)
+//   c_api_model.cpp      C model runner: an exported weights file (model_file.cpp) run layer by layer
 // Linear layers are convolutions of a 1x1 kernel over 1x1 images.
 // Errors: a bad value (shape, size, parameter out of range) throws pyadr::Error
 // (std::invalid_argument); a value of the wrong kind (dtype, context of another op) throws

@@ -267,6 +267,97 @@ PYADR_API pyadr_status pyadr_relu_backward(int64_t n, const float* y, const floa
 PYADR_API pyadr_status pyadr_relu_backward_f64(int64_t n, const double* y, const double* dy, double* dx);
 /* ==== end of nn ops ======================================================================== */
 
+/* ==== model runner: load an exported model and run its inference (native/src/c_api_model.cpp)
+ * A model is a file in the pyadr edge weights format (docs/edge.md; `pyadr export` writes it from
+ * a trainer checkpoint, pyadr/export.py from arrays): conv2d / linear layers, each followed by an
+ * optional ReLU, local response normalisation and max-pooling, and the input normalisation.
+ * pyadr_model_forward runs the same core kernels pyadr.nn's eval-mode model runs, in float32.
+ *
+ * Input: pyadr_model_forward takes NORMALISED float32 inputs (batch, C, H, W), what the Python
+ * model's forward takes. pyadr_model_normalize turns raw 0-255 pixels into them exactly as the
+ * trainer's loader does (pyadr.train: x = pixel * (1 / (255 std)) - mean / std, in float32), so
+ * raw image -> normalize -> forward gives the logits of pyadr's Python evaluation.
+ *
+ * Ownership and threads: a model owns copies of its weights, its reuse settings and its
+ * workspaces (activations, LRN scratch; grown to the largest batch seen and reused by later
+ * calls, released by pyadr_model_free). A model is NOT thread-safe: one call at a time per model
+ * (the forward writes its workspaces and statistics); use one model per thread to run several
+ * forwards at once (the kernels use pyadr_set_num_threads threads inside each call). Loading
+ * and distinct models are independent. */
+typedef struct pyadr_model pyadr_model;
+struct pyadr_reuse_cache; /* pyadr/reuse_cache.h */
+
+/* Layer kinds, as in the file. */
+typedef enum pyadr_layer_kind { PYADR_LAYER_CONV2D = 1, PYADR_LAYER_LINEAR = 2 } pyadr_layer_kind;
+/* How a layer's product runs (pyadr_model_set_reuse / pyadr_model_set_reuse_cache). */
+typedef enum pyadr_layer_mode { PYADR_LAYER_EXACT = 0, PYADR_LAYER_REUSE = 1, PYADR_LAYER_REUSE_CACHE = 2 } pyadr_layer_mode;
+
+/* Reads and validates the file at path. *out receives the model (NULL on failure). A malformed
+ * file (bad magic, unsupported version, truncated, a field out of range, a huge count, a layer
+ * whose input does not match the previous layer's output, trailing bytes) is
+ * PYADR_ERR_INVALID_ARGUMENT with a message naming the field, e.g. "layers[1] (conv2).in"; a file
+ * that cannot be opened or read is PYADR_ERR_INVALID_ARGUMENT naming the path. */
+PYADR_API pyadr_status pyadr_model_load(const char* path, pyadr_model** out);
+
+/* Same from `size` bytes at data (copied; data may be freed after the call). */
+PYADR_API pyadr_status pyadr_model_load_memory(const void* data, size_t size, pyadr_model** out);
+
+/* Frees a model (its reuse caches included); NULL is a no-op. */
+PYADR_API void pyadr_model_free(pyadr_model* model);
+
+/* Shape of one input sample (each pointer may be NULL). */
+PYADR_API pyadr_status pyadr_model_input_shape(const pyadr_model* model, int64_t* channels, int64_t* height,
+                                               int64_t* width);
+
+/* Values per sample of the output (the logits: the last layer's result, flattened NCHW). */
+PYADR_API pyadr_status pyadr_model_output_size(const pyadr_model* model, int64_t* size);
+
+/* Number of layers (conv2d / linear records of the file). */
+PYADR_API pyadr_status pyadr_model_num_layers(const pyadr_model* model, int* count);
+
+/* Index of the layer named `name` (the file's names, e.g. "conv2"); PYADR_ERR_INVALID_ARGUMENT
+ * if there is none. */
+PYADR_API pyadr_status pyadr_model_find_layer(const pyadr_model* model, const char* name, int* index);
+
+/* What one layer is and did in the last pyadr_model_forward. */
+typedef struct pyadr_model_layer_info {
+  char name[64];                               /* NUL-terminated */
+  int kind;                                    /* pyadr_layer_kind */
+  int mode;                                    /* pyadr_layer_mode */
+  int64_t in_channels, in_height, in_width;    /* per-sample input of the layer */
+  int64_t out_channels, out_height, out_width; /* its result after ReLU / LRN / pool (linear: out, 1, 1) */
+  double last_seconds;                         /* wall time of its conv2d / linear product alone in the
+                                                  last forward (not ReLU / LRN / pool); 0 before any */
+  double last_rc;                              /* remaining ratio of that product (1.0 exact) */
+} pyadr_model_layer_info;
+
+PYADR_API pyadr_status pyadr_model_get_layer_info(const pyadr_model* model, int index, pyadr_model_layer_info* info);
+
+/* pixels (batch, C, H, W) uint8 in 0-255 -> x (batch, C, H, W) float32 normalised with the
+ * file's mean/std, bit-identical to pyadr.train's loader. */
+PYADR_API pyadr_status pyadr_model_normalize(const pyadr_model* model, const uint8_t* pixels, int64_t batch, float* x);
+
+/* logits (batch, output_size) = the model on x (batch, C, H, W), normalised inputs (see above).
+ * batch >= 1; x and logits must not overlap. Layers run exactly unless set otherwise below. */
+PYADR_API pyadr_status pyadr_model_forward(pyadr_model* model, const float* x, int64_t batch, float* logits);
+
+/* Runs layer `index`'s product with deep reuse (pyadr_conv2d_forward / pyadr_linear_forward with
+ * *cfg, a new clustering per call); cfg NULL runs it exactly again. cfg and its planes/offsets
+ * are copied and validated against the layer (L <= K of that layer, ...). Replaces a cache. */
+PYADR_API pyadr_status pyadr_model_set_reuse(pyadr_model* model, int index, const pyadr_reuse_config* cfg);
+
+/* Runs conv2d layer `index` through an inference reuse cache (pyadr/reuse_cache.h:
+ * pyadr_reuse_cache_create(layer geometry, its weights, cfg, max_entries)) kept across forwards,
+ * replacing any earlier setting (an earlier cache is freed). Sign hash only; conv2d layers only. */
+PYADR_API pyadr_status pyadr_model_set_reuse_cache(pyadr_model* model, int index, const pyadr_reuse_config* cfg,
+                                                   int64_t max_entries);
+
+/* The cache of layer `index` (borrowed: owned by the model, valid until the layer's setting
+ * changes or the model is freed), for pyadr_reuse_cache_get_stats / _clear; NULL if the layer
+ * runs without one. */
+PYADR_API pyadr_status pyadr_model_reuse_cache(pyadr_model* model, int index, struct pyadr_reuse_cache** cache);
+/* ==== end of model runner ================================================================== */
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
