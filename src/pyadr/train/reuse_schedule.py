@@ -40,7 +40,7 @@ import numpy as np
 from ..nn.loss import cross_entropy_loss
 from .models import engine_layers
 
-STRATEGIES = ("exact", "fixed", "ladder", "adaptive")
+STRATEGIES = ("exact", "fixed", "ladder", "adaptive", "tuned")
 EXACT = "exact"
 
 
@@ -163,6 +163,8 @@ class ReuseSchedule:
         self.min_dwell_steps = int(round(self.min_dwell * total_steps))
         if self.strategy == "exact":
             return []
+        if self.strategy == "tuned":
+            raise ValueError("the tuned strategy is pyadr.train.layer_tuner.TunedSchedule")
         names = self.check_layers(model)
         if self.layer_names is not None:
             candidates = list(self.layer_names)
