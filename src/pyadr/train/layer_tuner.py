@@ -33,8 +33,8 @@ import numpy as np
 
 from ..nn import functional as F
 from ..nn.loss import softmax_cross_entropy
-from .models import dropout_layers, engine_layers
-from .reuse_schedule import EXACT, ReuseSchedule, Rung, predicted_speedup
+from .models import dropout_layers
+from .reuse_schedule import EXACT, ReuseSchedule, Rung, engine_layers, predicted_speedup
 
 GRID = ("hash", "L", "H", "exact")     # the frontier's coordinates (neighbours move one of them)
 

@@ -38,7 +38,14 @@ import math
 import numpy as np
 
 from ..nn.loss import cross_entropy_loss
-from .models import engine_layers
+from .models import engine_layers as _model_engine_layers
+
+
+def engine_layers(model):
+    """[(name, layer)] of `model`'s engine layers; a model adapter (pyadr.torch_schedule) may
+    provide its own `engine_layers()`."""
+    own = getattr(model, "engine_layers", None)
+    return own() if callable(own) else _model_engine_layers(model)
 
 STRATEGIES = ("exact", "fixed", "ladder", "adaptive", "tuned")
 EXACT = "exact"
