@@ -155,6 +155,10 @@ def test_retune_cadence_measures_the_neighbours_only(model_and_probes):
     timed = [lab for _, lab in log if lab != "exact"]
     assert 0 < len(timed) <= len(near) < len(t["cands"])
     assert {m["step"] for i, m in enumerate(t["meas"]) if i in near} == {3}
+    far = next(i for i in range(len(t["cands"])) if i not in near)
+    t["meas"][far] = dict(t["meas"][far], error=0.0, speedup=1e6, step=-1)   # stale and too good
+    sched.after_step(2, 1.0, model, probes)                 # the stale pick is measured again
+    assert t["meas"][far]["step"] == 3 and t["meas"][far]["speedup"] != 1e6
     log.clear()
     sched.after_step(5, 1.0, model, probes)                 # step 6 = the exact tail: no re-tune
     assert log == []
