@@ -197,3 +197,23 @@ def test_tuned_strategy_trains_end_to_end(tmp_path):
     assert epochs[0]["rc"]["conv2"] is not None
     with pytest.raises(ValueError, match="tune_budget_end"):
         dataclasses.replace(cfg, tune_budget_end=2.0).validate()
+
+
+def test_cli_tuned_train_stop_resume_and_evaluate(tmp_path, capsys):
+    import json
+    import os
+    from pyadr.cli import train as cli
+    out = str(tmp_path / "run")
+    small = ["--model", "tiny", "--dataset", "synthetic", "--batch-size", "32", "--no-progress"]
+    argv = ["train", *small, "--epochs", "1", "--out", out, "--reuse", "tuned", "--reuse-layers", "conv2",
+            "--tune-budget", "0.9,0.5", "--retune-every", "4", "--tune-repeats", "1", "--min-speedup", "0"]
+    assert cli.main(argv + ["--stop-after-steps", "5"]) == 0
+    assert "conv2: exact -> " in capsys.readouterr().out
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert (config["tune_budget_start"], config["tune_budget_end"], config["retune_every"]) == (0.9, 0.5, 4)
+    assert "conv2" in config["resolved"]["frontier"]
+    assert cli.main(["train", "--resume", os.path.join(out, "last.npz")]) == 0
+    assert "final test accuracy" in capsys.readouterr().out
+    assert cli.main(["evaluate", os.path.join(out, "last.npz"), "--reuse", "checkpoint"]) == 0
+    assert cli.main(["train", *small, "--reuse", "tuned", "--tune-budget", "0.1,0.3"]) != 0
+    assert "END <= START" in capsys.readouterr().err
