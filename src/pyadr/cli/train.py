@@ -35,6 +35,16 @@ def _product_list(text):
     return names
 
 
+def _budget_pair(text):
+    try:
+        start, end = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START,END error budgets such as 0.3,0.1, got {text!r}") from None
+    if not 0 < end <= start:
+        raise argparse.ArgumentTypeError(f"expected 0 < END <= START, got {text!r}")
+    return [start, end]
+
+
 def _add_train_flags(p):
     g = p.add_argument_group("model and data")
     g.add_argument("--model", choices=MODEL_NAMES, default=S, help="network (default cifarnet)")
@@ -75,6 +85,12 @@ def _add_train_flags(p):
     g.add_argument("--gap-delta", dest="gap_delta", type=float, default=S)
     g.add_argument("--check-every", dest="check_every", type=int, default=S)
     g.add_argument("--min-speedup", dest="min_speedup", type=float, default=S)
+    g.add_argument("--tune-budget", dest="tune_budget", type=_budget_pair, default=S,
+                   help="--reuse tuned: per-layer error budget START,END (default 0.3,0.1)")
+    g.add_argument("--retune-every", dest="retune_every", type=int, default=S,
+                   help="--reuse tuned: steps between re-tunings (default 200, 0: never)")
+    g.add_argument("--tune-repeats", dest="tune_repeats", type=int, default=S,
+                   help="--reuse tuned: timed runs per candidate, min taken (default 2)")
     g.add_argument("--min-dwell", dest="min_dwell", type=float, default=S,
                    help="adaptive: least fraction of the steps a layer stays on a rung before a loss "
                         "plateau advances it (default 0.25; loss-gap checks may advance sooner)")
@@ -148,6 +164,8 @@ def _train_config(args, command):
         merged["out"] = merged.get("out") or os.path.dirname(os.path.abspath(given["resume"]))
     if args.config_file:
         merged.update(load_config_file(args.config_file))
+    if "tune_budget" in given:
+        given["tune_budget_start"], given["tune_budget_end"] = given.pop("tune_budget")
     merged.update(given)
     return resolve_config(merged)
 
@@ -206,7 +224,8 @@ def _cmd_evaluate(args):
     from ..train.evaluation import evaluate
     from ..train.loader import BatchLoader
     from ..train.models import engine_layers
-    from ..train.reuse_schedule import ReuseSchedule, Rung
+    from ..train.layer_tuner import schedule_class
+    from ..train.reuse_schedule import Rung
 
     model, meta = load_model(args.checkpoint)
     cfg = meta["config"]
@@ -215,7 +234,7 @@ def _cmd_evaluate(args):
     model.to(xp)
     layers = dict(engine_layers(model))
     if args.reuse == "checkpoint":
-        ReuseSchedule(meta["schedule"]["strategy"]).load_state_dict(meta["schedule"], model)
+        schedule_class(meta["schedule"]["strategy"])().load_state_dict(meta["schedule"], model)
     elif args.reuse == "fixed":
         names = args.reuse_layers or [n for n in layers if n.startswith("conv")][1:]
         for pos, name in enumerate(names):

@@ -67,6 +67,10 @@ class TrainConfig:
     probe_batches: int = 2
     min_speedup: float = 1.2
     min_dwell: float = 0.25                          # adaptive: least fraction of the steps on a rung before a plateau advances it
+    tune_budget_start: float = 0.3                  # tuned: per-layer error budget at the start ...
+    tune_budget_end: float = 0.1                    # ... and before the exact tail (geometric in between)
+    retune_every: int = 200                         # tuned: steps between re-tunings (0: never)
+    tune_repeats: int = 2                           # tuned: timed runs per candidate (min taken)
     # run management
     out: Optional[str] = None
     resume: Optional[str] = None
@@ -110,6 +114,11 @@ class TrainConfig:
         need(is_num(self.width_scale) and self.width_scale > 0, "width_scale", "must be > 0")
         need(self.exact_tail is None or (is_num(self.exact_tail) and 0 <= self.exact_tail <= 1),
              "exact_tail", "must be in [0, 1]")
+        need(is_num(self.tune_budget_start) and self.tune_budget_start > 0, "tune_budget_start", "must be > 0")
+        need(is_num(self.tune_budget_end) and 0 < self.tune_budget_end <= self.tune_budget_start,
+             "tune_budget_end", "must be in (0, tune_budget_start]")
+        need(is_int(self.retune_every) and self.retune_every >= 0, "retune_every", "must be an int >= 0")
+        need(is_int(self.tune_repeats) and self.tune_repeats >= 1, "tune_repeats", "must be an int >= 1")
         need(is_num(self.min_dwell) and 0 <= self.min_dwell <= 1, "min_dwell", "must be in [0, 1]")
         need(self.stop_after_steps is None or (is_int(self.stop_after_steps) and self.stop_after_steps >= 1),
              "stop_after_steps", "must be an int >= 1")

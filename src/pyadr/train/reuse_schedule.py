@@ -38,9 +38,16 @@ import math
 import numpy as np
 
 from ..nn.loss import cross_entropy_loss
-from .models import engine_layers
+from .models import engine_layers as _model_engine_layers
 
-STRATEGIES = ("exact", "fixed", "ladder", "adaptive")
+
+def engine_layers(model):
+    """[(name, layer)] of `model`'s engine layers; a model adapter (pyadr.torch_schedule) may
+    provide its own `engine_layers()`."""
+    own = getattr(model, "engine_layers", None)
+    return own() if callable(own) else _model_engine_layers(model)
+
+STRATEGIES = ("exact", "fixed", "ladder", "adaptive", "tuned")
 EXACT = "exact"
 
 
@@ -163,6 +170,8 @@ class ReuseSchedule:
         self.min_dwell_steps = int(round(self.min_dwell * total_steps))
         if self.strategy == "exact":
             return []
+        if self.strategy == "tuned":
+            raise ValueError("the tuned strategy is pyadr.train.layer_tuner.TunedSchedule")
         names = self.check_layers(model)
         if self.layer_names is not None:
             candidates = list(self.layer_names)

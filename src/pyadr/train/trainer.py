@@ -37,6 +37,7 @@ from .loader import DROPOUT, BatchLoader
 from .metrics import MetricsLog
 from .tensorboard import TensorBoardLog, writer_class
 from .models import build_model, dropout_layers, engine_layers
+from .layer_tuner import TunedSchedule
 from .reuse_schedule import ReuseSchedule, Rung, default_ladder, parse_ladder
 
 PROBE = 0x9B0BE
@@ -86,12 +87,14 @@ def make_schedule(cfg: TrainConfig) -> ReuseSchedule:
     ladder = None
     if cfg.reuse == "ladder":
         ladder = parse_ladder(cfg.ladder) if cfg.ladder else default_ladder(cfg.epochs)
-    return ReuseSchedule(cfg.reuse, rungs=rungs, ladder=ladder, layers=cfg.reuse_layers,
-                         exact_tail=cfg.exact_tail, plateau_window=cfg.plateau_window,
-                         plateau_eps=cfg.plateau_eps, gap_delta=cfg.gap_delta,
-                         check_every=cfg.check_every, probe_batches=cfg.probe_batches,
-                         min_speedup=cfg.min_speedup, min_dwell=cfg.min_dwell, seed=cfg.seed,
-                         exact=tuple(cfg.reuse_exact or ()))
+    common = dict(layers=cfg.reuse_layers, exact_tail=cfg.exact_tail, plateau_window=cfg.plateau_window,
+                  plateau_eps=cfg.plateau_eps, gap_delta=cfg.gap_delta, check_every=cfg.check_every,
+                  probe_batches=cfg.probe_batches, min_speedup=cfg.min_speedup, min_dwell=cfg.min_dwell,
+                  seed=cfg.seed)
+    if cfg.reuse == "tuned":        # per-layer measured frontier (layer_tuner.py)
+        return TunedSchedule(budget_start=cfg.tune_budget_start, budget_end=cfg.tune_budget_end,
+                             retune_every=cfg.retune_every, repeats=cfg.tune_repeats, **common)
+    return ReuseSchedule(cfg.reuse, rungs=rungs, ladder=ladder, exact=tuple(cfg.reuse_exact or ()), **common)
 
 
 def _new_epoch_counters():
