@@ -70,7 +70,7 @@ def run_compare(cfg, out_dir, log=print, target_drop=TARGET_DROP, comm=None):
     """Train exactly and with cfg.reuse into out_dir/exact and out_dir/<strategy>; returns rows.
     Data-parallel (`comm`): every rank trains, rank 0 alone tabulates and plots (others: None)."""
     if cfg.reuse == "exact":
-        raise ValueError("reuse must name a reuse strategy (fixed, ladder or adaptive) to compare with exact")
+        raise ValueError("reuse must name a reuse strategy (fixed, ladder, adaptive or tuned) to compare with exact")
     root = comm is None or comm.is_root
     exact_dir, reuse_dir = os.path.join(out_dir, "exact"), os.path.join(out_dir, cfg.reuse)
     # both trainers are built (and their settings checked) before either writes a file
