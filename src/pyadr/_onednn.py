@@ -37,7 +37,7 @@ def candidates():
         from importlib import metadata
         for f in metadata.distribution("onednn-cpu-gomp").files or ():
             if os.path.basename(str(f)) == "libdnnl.so.3":
-                out.append(str(f.locate()))
+                out.append(os.path.normpath(str(f.locate())))
     except Exception:  # noqa: BLE001 - no wheel, or no file list: the other places remain
         pass
     out.append(os.path.join(sys.prefix, "lib", "libdnnl.so.3"))
