@@ -122,7 +122,7 @@ def describe() -> str:
         return f"error: {exc}"
     nat = _native()
     setting = {v: k for k, v in PROVIDERS.items()}[nat.get_conv_provider()]
-    loaded, library, kernels = nat.onednn_info()
+    _, library, kernels = nat.onednn_info()
     if used == "onednn":
         text = f"onednn {library}"
         return text + (f"; kernels: {kernels}" if kernels else "; no convolution ran yet")
