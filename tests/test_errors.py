@@ -308,6 +308,18 @@ def _conv_calls(rng):
                                                 (True, RuntimeError, "internal error")])
 def test_failure_inside_parallel_region_keeps_its_type(rng, inject, internal, exc, match):
     nat = _nat()
+    # The builtin kernels' OpenMP regions are under test: oneDNN (the float32 exact conv's other
+    # provider) allocates outside any region of ours.
+    pyadr.get_conv_provider()                  # applies PYADR_CONV_PROVIDER first
+    previous = nat.get_conv_provider()
+    pyadr.set_conv_provider("builtin")
+    try:
+        _check_failures_keep_their_type(rng, inject, internal, exc, match, nat)
+    finally:
+        nat.set_conv_provider(previous)
+
+
+def _check_failures_keep_their_type(rng, inject, internal, exc, match, nat):
     for name, forward, backward in _conv_calls(rng):
         if name.startswith("linear") and name.endswith("exact"):
             continue  # GEMMs only, into a thread-local packing buffer: nothing is allocated per call

@@ -196,6 +196,27 @@ int pyadr_get_num_threads(void) { return pyadr::num_threads(); }
 int pyadr_openmp_enabled(void) { return pyadr::openmp_enabled() ? 1 : 0; }
 const char* pyadr_simd_level(void) { return pyadr::simd_level(); }
 
+pyadr_status pyadr_onednn_load(const char* path) {
+  return guard("pyadr_onednn_load", [&] {
+    std::string why;
+    if (!pyadr::onednn_load(path, &why)) bad(why);
+  });
+}
+pyadr_status pyadr_set_conv_provider(int provider) {
+  return guard("pyadr_set_conv_provider", [&] {
+    if (provider < PYADR_CONV_AUTO || provider > PYADR_CONV_ONEDNN)
+      bad("provider must be PYADR_CONV_AUTO, PYADR_CONV_BUILTIN or PYADR_CONV_ONEDNN, got " + std::to_string(provider));
+    pyadr::set_conv_provider(static_cast<pyadr::ConvProvider>(provider));
+  });
+}
+int pyadr_get_conv_provider(void) { return static_cast<int>(pyadr::conv_provider()); }
+const char* pyadr_conv_provider_info(void) {
+  thread_local std::string info;
+  const bool onednn = pyadr::onednn_loaded() && pyadr::conv_provider() != pyadr::ConvProvider::Builtin;
+  info = onednn ? "onednn " + pyadr::onednn_library() : std::string("builtin");
+  return info.c_str();
+}
+
 void pyadr_conv_geom_init(pyadr_conv_geom* g, int64_t batch, int64_t in_channels, int64_t height, int64_t width,
                           int64_t out_channels, int64_t kernel_h, int64_t kernel_w) {
   if (!g) return;

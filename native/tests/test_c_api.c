@@ -414,8 +414,34 @@ static void test_runtime(void) {
          pyadr_get_num_threads());
 }
 
+/* The exact conv's provider switch; with libdnnl.so.3 on the loader's path the convolutions above
+ * run again on oneDNN, against the same hand-computed results. */
+static void test_conv_provider(void) {
+  CHECK(pyadr_get_conv_provider() == PYADR_CONV_AUTO);
+  CHECK(strcmp(pyadr_conv_provider_info(), "builtin") == 0); /* nothing loaded: auto is builtin */
+  CHECK(pyadr_set_conv_provider(7) == PYADR_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(pyadr_last_error(), "PYADR_CONV_AUTO") != NULL);
+  CHECK(pyadr_set_conv_provider(PYADR_CONV_ONEDNN) == PYADR_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(pyadr_last_error(), "not loaded") != NULL);
+  CHECK(pyadr_onednn_load("/nonexistent/libdnnl.so.3") == PYADR_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(pyadr_last_error(), "cannot load") != NULL);
+  CHECK_OK(pyadr_set_conv_provider(PYADR_CONV_BUILTIN));
+  CHECK(pyadr_get_conv_provider() == PYADR_CONV_BUILTIN);
+  test_hand_conv();
+  CHECK_OK(pyadr_set_conv_provider(PYADR_CONV_AUTO));
+  if (pyadr_onednn_load(NULL) == PYADR_OK) {
+    CHECK(strncmp(pyadr_conv_provider_info(), "onednn 3.", 9) == 0);
+    CHECK_OK(pyadr_set_conv_provider(PYADR_CONV_ONEDNN));
+    test_hand_conv();
+    test_hand_conv_pad_stride();
+    CHECK_OK(pyadr_set_conv_provider(PYADR_CONV_AUTO));
+  }
+  printf("exact conv: %s\n", pyadr_conv_provider_info());
+}
+
 int main(void) {
   test_runtime();
+  test_conv_provider();
   test_hand_conv();
   test_hand_conv_pad_stride();
   test_hand_f64_and_linear();

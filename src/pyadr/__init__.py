@@ -7,7 +7,8 @@ Layers (a module imports only from its own layer or those below; tests/test_laye
   3 pyadr.nn                         layers, models, optimizers on NumPy (or CuPy) arrays
   2 pyadr (this module), the checked array API: _api (conv2d_forward/backward, linear_...),
     _checks (argument checks and layout codes), _config (ReuseConfig), _context, _interop,
-    _blas, _info, _memory, reference (slow NumPy reference of every kernel), gpu (CuPy kernels)
+    _blas, _onednn (exact conv provider), _info, _memory, reference (slow NumPy reference of every
+    kernel), gpu (CuPy kernels)
   1 pyadr._native                    Cython binding over the C++17 core in native/ (layer 0)
 
 This module, the facade, imports only layer 2 (and 1 through it). `import pyadr` is cheap: it
@@ -18,9 +19,10 @@ from ._api import (conv2d_backward, conv2d_forward, empty_cache, get_num_threads
 from ._config import ReuseConfig
 from ._context import Conv2dContext, ReuseStats
 from ._info import __version__, set_gemm_provider, show_config
+from ._onednn import get_conv_provider, set_conv_provider
 
 __all__ = [
     "ReuseConfig", "ReuseStats", "Conv2dContext", "conv2d_forward", "conv2d_backward",
     "linear_forward", "linear_backward", "set_num_threads", "get_num_threads", "show_config",
-    "set_gemm_provider", "empty_cache", "__version__",
+    "set_gemm_provider", "set_conv_provider", "get_conv_provider", "empty_cache", "__version__",
 ]

@@ -11,6 +11,7 @@ import numpy as np
 
 from ._checks import (DTYPE_CODES, HASH_CODES, ORDER_CODES, SCOPE_CODES, check_backward, conv_geometry,
                       exact_bits, float_array)
+from . import _onednn
 from ._context import Conv2dContext, ReuseStats
 
 
@@ -43,6 +44,7 @@ def _conv_forward(x, w, b, stride, padding, dilation, reuse, kind):
     dtype = x.dtype
     B, C, H, W, M, kh, kw = geom[:7]
     nat = _native()
+    _onednn.ensure_configured()  # the conv provider (PYADR_CONV_PROVIDER), on the first convolution
     OH, OW = nat.output_shape(geom)
     y = np.empty((B, M, OH, OW), dtype=dtype)
     ctx = Conv2dContext(kind, geom, dtype, (B, M, OH, OW), b is not None, reuse)

@@ -1,4 +1,6 @@
-"""show_config(), the GEMM provider switch and the version (pyadr.__version__ is this one)."""
+"""show_config(), the GEMM provider switch and the version (pyadr.__version__ is this one).
+
+The exact convolution's provider switch (set_conv_provider) is in _onednn."""
 from __future__ import annotations
 
 import importlib.util
@@ -30,6 +32,7 @@ def _gpu_status():
 def show_config(file=None) -> dict:
     """Prints (and returns) which GEMM, OpenMP threads, SIMD level and GPU support are in use."""
     from ._api import _native
+    from . import _onednn
     from ._blas import blas_error, blas_library
     nat = _native()
     info = nat.info()
@@ -37,6 +40,7 @@ def show_config(file=None) -> dict:
     cfg = {
         "version": __version__,
         "gemm": provider,
+        "conv exact": _onednn.describe(),
         "blas": blas_library() if nat.has_blas() else f"unavailable ({blas_error()})",
         "openmp": info["openmp"],
         "threads": nat.get_threads(),

@@ -27,6 +27,9 @@ cdef extern from "pyadr/core.hpp" namespace "pyadr":
     const char* simd_level()
     const char* version()
     cbool blas_available()
+    cbool onednn_loaded()
+    string onednn_library()
+    string onednn_kernels()
     size_t cached_bytes()
     size_t cache_cap()
     void release_cached()
@@ -83,6 +86,9 @@ cdef extern from "_native_shim.hpp" namespace "pyadr_shim":
     void c_set_blas "pyadr_shim::set_blas"(uintptr_t s, uintptr_t d)
     void c_set_gemm_provider "pyadr_shim::set_gemm_provider"(int p) except +raise_py_error
     int c_gemm_provider "pyadr_shim::gemm_provider"()
+    string c_onednn_load "pyadr_shim::onednn_load"(const string& path) except +raise_py_error
+    void c_set_conv_provider "pyadr_shim::set_conv_provider"(int p) except +raise_py_error
+    int c_conv_provider "pyadr_shim::conv_provider"()
     void c_gemm "pyadr_shim::gemm"(int dtype, cbool ta, cbool tb, int64_t m, int64_t n, int64_t k,
                                    double alpha, const void* A, int64_t lda, const void* B,
                                    int64_t ldb, double beta, void* C, int64_t ldc) except +raise_py_error nogil
@@ -318,6 +324,24 @@ def set_provider(int p):
 
 def get_provider():
     return c_gemm_provider()
+
+
+def onednn_load(str path):
+    """Loads oneDNN v3 from path ("" : the loader's search path); "" on success, else the reason."""
+    return c_onednn_load(path.encode()).decode(errors="replace")
+
+
+def onednn_info():
+    """(loaded, "3.2.0 (/path/libdnnl.so.3)", kernels that ran: "fwd brg:avx512_core; ...")."""
+    return bool(onednn_loaded()), onednn_library().decode(errors="replace"), onednn_kernels().decode(errors="replace")
+
+
+def set_conv_provider(int p):
+    c_set_conv_provider(p)
+
+
+def get_conv_provider():
+    return c_conv_provider()
 
 
 def limits():

@@ -152,6 +152,14 @@ inline void set_blas(uintptr_t s, uintptr_t d) {
 inline void set_gemm_provider(int p) { pyadr::set_gemm_provider(static_cast<pyadr::GemmProvider>(p)); }
 inline int gemm_provider() { return static_cast<int>(pyadr::gemm_provider()); }
 
+// oneDNN as the exact convolution's provider: "" on success, else why it could not be loaded.
+inline std::string onednn_load(const std::string& path) {
+  std::string why;
+  return pyadr::onednn_load(path.empty() ? nullptr : path.c_str(), &why) ? std::string() : why;
+}
+inline void set_conv_provider(int p) { pyadr::set_conv_provider(static_cast<pyadr::ConvProvider>(p)); }
+inline int conv_provider() { return static_cast<int>(pyadr::conv_provider()); }
+
 inline void gemm(int dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const void* A,
                  int64_t lda, const void* B, int64_t ldb, double beta, void* C, int64_t ldc) {
   if (dtype == 0)

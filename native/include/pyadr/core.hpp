@@ -212,6 +212,20 @@ void set_gemm_provider(GemmProvider p);     // throws Error if BLAS was not inje
 GemmProvider gemm_provider();
 bool blas_available();
 
+// ---- exact-convolution provider (conv_onednn.cpp) ------------------------------------------
+// The exact float convolution (forward, dX, dW, db) can run on oneDNN v3 (libdnnl.so.3, loaded
+// at run time, never linked); double always runs on the builtin kernels. Auto (the default):
+// oneDNN once onednn_load() succeeded, else builtin.
+enum class ConvProvider : int { Auto = 0, Builtin = 1, OneDNN = 2 };
+// Loads oneDNN from `path` (nullptr: "libdnnl.so.3" through the loader's search path). Returns
+// true when loaded (also if it already was), else false with the reason in *why (may be null).
+bool onednn_load(const char* path, std::string* why);
+bool onednn_loaded();
+std::string onednn_library();          // "3.2.0 (/path/libdnnl.so.3)", "" when not loaded
+void set_conv_provider(ConvProvider p);  // OneDNN throws Error unless onednn_load() succeeded
+ConvProvider conv_provider();
+std::string onednn_kernels();          // oneDNN implementations that ran, e.g. "fwd brg:avx512_core"
+
 // ---- runtime configuration -----------------------------------------------------------------
 void set_num_threads(int n);  // n >= 1; defaults to OpenMP's max threads (OMP_NUM_THREADS)
 int num_threads();

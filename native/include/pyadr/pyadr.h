@@ -64,6 +64,28 @@ PYADR_API int pyadr_openmp_enabled(void);
 /* SIMD level the kernels dispatch to at run time: "avx512", "avx2" or "baseline". */
 PYADR_API const char* pyadr_simd_level(void);
 
+/* ---- exact-convolution provider ------------------------------------------------------------
+ * The exact float convolution can run on oneDNN v3 (libdnnl.so.3 built on OpenMP, e.g. PyPI's
+ * onednn-cpu-gomp), loaded at run time; double always runs on the builtin kernels. */
+typedef enum pyadr_conv_provider {
+  PYADR_CONV_AUTO = 0,    /* default: oneDNN once pyadr_onednn_load() succeeded, else builtin */
+  PYADR_CONV_BUILTIN = 1, /* the core's own kernels */
+  PYADR_CONV_ONEDNN = 2   /* oneDNN (must be loaded) */
+} pyadr_conv_provider;
+
+/* Loads oneDNN from path (NULL: "libdnnl.so.3" through the dynamic loader's search path). OK if
+ * loaded (or already loaded); PYADR_ERR_INVALID_ARGUMENT with the reason otherwise. */
+PYADR_API pyadr_status pyadr_onednn_load(const char* path);
+
+/* Chooses the provider (a pyadr_conv_provider). PYADR_CONV_ONEDNN before a successful
+ * pyadr_onednn_load() is PYADR_ERR_INVALID_ARGUMENT. */
+PYADR_API pyadr_status pyadr_set_conv_provider(int provider);
+PYADR_API int pyadr_get_conv_provider(void);
+
+/* What runs the exact float convolution: "builtin" or "onednn 3.2.0 (/path/libdnnl.so.3)".
+ * Valid until the next call on this thread. */
+PYADR_API const char* pyadr_conv_provider_info(void);
+
 /* ---- geometry ---------------------------------------------------------------------------- */
 /* One convolution: x (batch, in_channels, height, width), w (out_channels, in_channels,
  * kernel_h, kernel_w), y (batch, out_channels, OH, OW) with

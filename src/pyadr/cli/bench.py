@@ -1,6 +1,7 @@
 """`python -m pyadr bench`: side-by-side timing and error tables of pyadr's convolution.
 
-Measures, in ONE process and ONE run, exact pyadr, PyTorch's F.conv2d (when importable) and
+Measures, in ONE process and ONE run, exact pyadr (on each exact-convolution provider that runs:
+builtin, and oneDNN when its library loads), PyTorch's F.conv2d (when importable) and
 deep-reuse configurations on real Fashion-MNIST workloads, interleaving the candidates and
 reporting medians of the interleaved repeats, then prints
 
@@ -32,19 +33,21 @@ from .bench_workloads import (LAYERS, REUSE_POINTS, data_available, data_dir, im
 # Candidates
 # --------------------------------------------------------------------------------------------
 class _Pyadr:
-    def __init__(self, label, x, w, b, stride, padding, reuse):
-        self.label, self.reuse = label, reuse
+    def __init__(self, label, x, w, b, stride, padding, reuse, provider):
+        self.label, self.reuse, self.provider = label, reuse, provider
         self.args = (x, w, b, stride, padding)
         self.ctx = None
 
     def forward(self):
         import pyadr
+        pyadr.set_conv_provider(self.provider)
         x, w, b, s, p = self.args
         y, self.ctx = pyadr.conv2d_forward(x, w, b, s, p, reuse=self.reuse)
         return y
 
     def backward(self, dy):
         import pyadr
+        pyadr.set_conv_provider(self.provider)
         out = pyadr.conv2d_backward(dy, self.ctx)
         return out
 
@@ -77,6 +80,16 @@ class _Torch:
 
     def release(self):
         self.y = None
+
+
+def exact_providers():
+    """Providers of the exact convolution to time: the default first, then oneDNN or builtin if both run."""
+    import pyadr
+    from .. import _onednn
+    default = pyadr.get_conv_provider()
+    if not _onednn.load():
+        return [default]
+    return [default, "builtin" if default == "onednn" else "onednn"]
 
 
 def _to_numpy(a):
@@ -114,7 +127,10 @@ def time_layer(name, x, w, b, stride, padding, repeats, torch=None, file=sys.std
     B, C, H, W = x.shape
     M, _, kh, kw = w.shape
     K = C * kh * kw
-    cands = [_Pyadr("pyadr exact", x, w, b, stride, padding, None)]
+    providers = exact_providers()
+    default = providers[0]
+    cands = [_Pyadr("pyadr exact" if len(providers) == 1 else f"pyadr exact ({prov})", x, w, b, stride, padding,
+                    None, prov) for prov in providers]
     if torch is not None:
         cands.append(_Torch(torch, x, w, b, stride, padding))
     notes, seen = [], set()
@@ -127,7 +143,7 @@ def time_layer(name, x, w, b, stride, padding, repeats, torch=None, file=sys.std
         if clamped:
             notes.append(f"{label}: L clamped to K={K}")
         seen.add(label)
-        cands.append(_Pyadr(label, x, w, b, stride, padding, cfg))
+        cands.append(_Pyadr(label, x, w, b, stride, padding, cfg, default))
 
     dy = np.random.default_rng(7).standard_normal(
         (B, M) + _out_hw(H, W, kh, kw, stride, padding)).astype(x.dtype)
@@ -177,7 +193,7 @@ def time_layer(name, x, w, b, stride, padding, repeats, torch=None, file=sys.std
     for c in cands:
         d = info[c.label]
         tf, tb, tfb = (statistics.median(v) * 1e3 for v in times[c.label])
-        d.update(fwd_ms=tf, bwd_ms=tb, fb_ms=tfb, exact=c.label == "pyadr exact")
+        d.update(fwd_ms=tf, bwd_ms=tb, fb_ms=tfb, exact=c.label.startswith("pyadr exact"))
         rows.append(d)
     ex = rows[0]
     tr = next((r for r in rows if r["label"].startswith("torch")), None)
@@ -204,9 +220,9 @@ def time_layer(name, x, w, b, stride, padding, repeats, torch=None, file=sys.std
     print(format_table(headers, table), file=file, flush=True)
     print(f"  exact pyadr: {gflop / (ex['fwd_ms'] / 1e3):.3g} GFLOP/s forward, "
           f"{3 * gflop / (ex['fb_ms'] / 1e3):.3g} GFLOP/s fwd+bwd", file=file)
-    if tr:
-        print(f"  pyadr exact / torch: fwd {ex['fwd_ms'] / tr['fwd_ms']:.2f}x, bwd {ex['bwd_ms'] / tr['bwd_ms']:.2f}x, "
-              f"fwd+bwd {ex['fb_ms'] / tr['fb_ms']:.2f}x (>1: pyadr slower)", file=file)
+    for d in (r for r in rows if r["exact"] and tr):
+        print(f"  {d['label']} / torch: fwd {d['fwd_ms'] / tr['fwd_ms']:.2f}x, bwd {d['bwd_ms'] / tr['bwd_ms']:.2f}x, "
+              f"fwd+bwd {d['fb_ms'] / tr['fb_ms']:.2f}x (>1: pyadr slower)", file=file)
     for n_ in notes:
         print(f"  note: {n_}", file=file)
     return rows
