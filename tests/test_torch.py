@@ -140,7 +140,8 @@ def test_convert_shares_parameters_and_matches():
     params_before = [id(p) for p in net.parameters()]
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     cfg = pyadr.ReuseConfig(L=4, H=6)
-    pt.convert(net, lambda name, m: cfg if name == "conv2" else (False if name == "conv1" else None))
+    pt.convert(net, lambda name, m: cfg if name == "conv2" else (False if name == "conv1" else None),
+               linear=True)
     assert type(net.conv1) is torch.nn.Conv2d
     assert type(net.dw) is torch.nn.Conv2d
     assert isinstance(net.conv2, pt.Conv2d) and net.conv2.reuse is cfg
@@ -171,7 +172,9 @@ def test_convert_single_layer_and_policy_config():
 
 def test_errors():
     layer = pt.Conv2d(2, 3, 3)
-    with pytest.raises(TypeError, match="float32 or float64"):
-        layer(torch.randn(1, 2, 5, 5).half())
+    with pytest.raises(TypeError, match="float16, bfloat16, float32 or float64"):
+        layer(torch.randint(0, 3, (1, 2, 5, 5)))
+    with pytest.raises(TypeError, match="weight must have the input's dtype"):
+        layer(torch.randn(1, 2, 5, 5, dtype=torch.float64))
     with pytest.raises(ValueError, match="L must be <= K"):
         pt.Conv2d(2, 3, 3, reuse=pyadr.ReuseConfig(L=100))(torch.randn(1, 2, 5, 5))
