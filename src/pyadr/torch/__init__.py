@@ -70,12 +70,11 @@ def _conv(name, x, w, b, stride, padding, dilation, reuse, args=None, slot=-1):
     if reuse is None:
         if torch.onnx.is_in_onnx_export():
             return F.conv2d(x, w, b, stride, padding, dilation)   # the exact path is a standard Conv
-        return _ops.conv2d(x, w, b, stride, padding, dilation, slot)
+        return _ops.exact_conv2d(x, w, b, stride, padding, dilation, slot)
     if torch.onnx.is_in_onnx_export():
         raise NotImplementedError(f"{name}: a layer with reuse cannot be exported to ONNX (no standard "
                                   "operator clusters rows); set its reuse to None before exporting")
-    y, _handle = _ops.conv2d_reuse(x, w, b, stride, padding, dilation, *(args or rt.reuse_args(reuse)), slot)
-    return y
+    return _ops.reuse_conv2d(x, w, b, stride, padding, dilation, args or rt.reuse_args(reuse), slot)
 
 
 def _linear(name, x, w, b, reuse, args=None, slot=-1):

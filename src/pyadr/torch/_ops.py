@@ -155,7 +155,7 @@ def _exact_setup(ctx, inputs, output):
 def _exact_backward(ctx, dy):
     x, w = ctx.saved_tensors
     need = ctx.needs_input_grad
-    dx, dw, db = conv2d_grad(dy, x, w, *ctx.geometry, ctx.has_bias, need[0])
+    dx, dw, db = _pick(conv2d_grad, _conv2d_grad_fn)(dy, x, w, *ctx.geometry, ctx.has_bias, need[0])
     return _needed(need, dx, dw, db, ctx.has_bias, 4)
 
 
@@ -169,8 +169,18 @@ def _reuse_setup(ctx, inputs, output):
 def _reuse_backward(ctx, dy, _dhandle):
     (handle,) = ctx.saved_tensors
     need = ctx.needs_input_grad
-    dx, dw, db = conv2d_reuse_grad(dy, handle, *ctx.shapes, ctx.has_bias, need[0])
+    dx, dw, db = _pick(conv2d_reuse_grad, _conv2d_reuse_grad_fn)(dy, handle, *ctx.shapes, ctx.has_bias, need[0])
     return _needed(need, dx, dw, db, ctx.has_bias, 15)
+
+
+def _functorch_active():
+    """True inside a torch.func transform (grad, vmap, ...) run eagerly."""
+    return not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None
+
+
+def _pick(op, function):
+    """The op itself, or inside torch.func its autograd.Function twin (see 'what the layers call')."""
+    return function if _functorch_active() else op
 
 
 def _needed(need, dx, dw, db, has_bias, n_plain):
@@ -189,11 +199,70 @@ def _no_double_backward(name):
     return backward, setup
 
 
+def _gradient_function(op):
+    """op (a gradient op) as an autograd.Function with setup_context, as torch.func needs: its
+    own derivative is the clear error of _no_double_backward."""
+    backward, setup = _no_double_backward(op._qualname)
+    return type(f"_{op._qualname.split('::')[1]}", (torch.autograd.Function,), {
+        "generate_vmap_rule": True, "forward": staticmethod(lambda *args: op(*args)),
+        "setup_context": staticmethod(setup), "backward": staticmethod(backward)}).apply
+
+
 conv2d.register_autograd(_exact_backward, setup_context=_exact_setup)
 conv2d_reuse.register_autograd(_reuse_backward, setup_context=_reuse_setup)
 for _op in (conv2d_grad, conv2d_reuse_grad):
     _backward, _setup = _no_double_backward(_op._qualname)
     _op.register_autograd(_backward, setup_context=_setup)
+_conv2d_grad_fn = _gradient_function(conv2d_grad)
+_conv2d_reuse_grad_fn = _gradient_function(conv2d_reuse_grad)
+
+
+# ---- what the layers call ------------------------------------------------------------------------
+# The ops' own autograd (register_autograd) is what torch.compile / torch.export trace and what eager
+# calls use. torch 2.13 builds it as an autograd.Function without setup_context, which torch.func
+# rejects; inside a torch.func transform the layers call these Functions instead: the same
+# formulas, with setup_context, and vmap rules generated from the ops' (dynamo cannot trace them,
+# hence the switch).
+
+
+class _ExactConv2d(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, w, b, stride, padding, dilation, stats_slot):
+        return conv2d(x, w, b, stride, padding, dilation, stats_slot)
+
+    setup_context = staticmethod(_exact_setup)
+    backward = staticmethod(_exact_backward)
+
+
+class _ReuseConv2d(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(*args):
+        return conv2d_reuse(*args)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _reuse_setup(ctx, inputs, output)
+        ctx.mark_non_differentiable(output[1])
+
+    backward = staticmethod(_reuse_backward)
+
+
+def exact_conv2d(x, w, b, stride, padding, dilation, stats_slot):
+    """y (B, M, OH, OW) of pyadr::conv2d, differentiable (also under torch.func)."""
+    if _functorch_active():
+        return _ExactConv2d.apply(x, w, b, stride, padding, dilation, stats_slot)
+    return conv2d(x, w, b, stride, padding, dilation, stats_slot)
+
+
+def reuse_conv2d(x, w, b, stride, padding, dilation, reuse_args, stats_slot):
+    """y (B, M, OH, OW) of pyadr::conv2d_reuse; its handle lives on in the autograd graph."""
+    op = _ReuseConv2d.apply if _functorch_active() else conv2d_reuse
+    y, _handle = op(x, w, b, stride, padding, dilation, *reuse_args, stats_slot)
+    return y
 
 
 # ---- vmap ---------------------------------------------------------------------------------------
@@ -204,7 +273,8 @@ def _loop_vmap(op):
     def rule(info, in_dims, *args):
         outs = []
         for i in range(info.batch_size):
-            sliced = [a.select(d, i) if d is not None else a for a, d in zip(args, in_dims)]
+            sliced = [a.select(d, i) if isinstance(a, Tensor) and d is not None else a
+                      for a, d in zip(args, in_dims)]
             outs.append(op(*sliced))
         if isinstance(outs[0], tuple):
             stacked = tuple(torch.stack(o) for o in zip(*outs))
