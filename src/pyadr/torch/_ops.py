@@ -58,9 +58,9 @@ def _fake_grads(dy, x_shape, w_shape, x_channels_last, has_bias, need_dx):
 
 def _forward(x, w, b, stride, padding, dilation, reuse):
     """(y in x's dtype and layout, pyadr context) of one pyadr forward call."""
-    rt.route(x.device.type)
-    y, pctx = _api.conv2d_forward(rt.to_array(rt.upcast(x)), rt.to_array(rt.upcast(w)),
-                                  rt.to_array(rt.upcast(b)), stride=tuple(stride), padding=tuple(padding),
+    be = rt.backend_of(x)
+    y, pctx = _api.conv2d_forward(rt.to_array(rt.upcast(x), be), rt.to_array(rt.upcast(w), be),
+                                  rt.to_array(rt.upcast(b), be), stride=tuple(stride), padding=tuple(padding),
                                   dilation=tuple(dilation), reuse=reuse)
     return rt.from_array(y, rt.is_channels_last(x)).to(x.dtype), pctx
 
@@ -100,8 +100,8 @@ def _(x, w, b, stride, padding, dilation, stats_slot):
 @torch.library.custom_op("pyadr::conv2d_grad", mutates_args=())
 def conv2d_grad(dy: Tensor, x: Tensor, w: Tensor, stride: List[int], padding: List[int], dilation: List[int],
                 has_bias: bool, need_dx: bool) -> Tuple[Tensor, Tensor, Tensor]:
-    backend = rt.route(dy.device.type)
-    xa, wa, dya = rt.to_array(rt.upcast(x)), rt.to_array(rt.upcast(w)), rt.to_array(rt.upcast(dy))
+    backend = rt.backend_of(dy)
+    xa, wa, dya = (rt.to_array(rt.upcast(t), backend) for t in (x, w, dy))
     ctx = _exact_context(xa, wa, dy.shape, has_bias, stride, padding, dilation, backend)
     grads = _api.conv2d_backward(dya, ctx, input_grad=need_dx)
     return _grads_out(grads, dy, rt.is_channels_last(x), need_dx)
@@ -131,9 +131,9 @@ def _(x, w, b, stride, padding, dilation, *reuse_and_slot):
 @torch.library.custom_op("pyadr::conv2d_reuse_grad", mutates_args=())
 def conv2d_reuse_grad(dy: Tensor, handle: Tensor, x_shape: List[int], w_shape: List[int], x_channels_last: bool,
                       has_bias: bool, need_dx: bool) -> Tuple[Tensor, Tensor, Tensor]:
-    rt.route(dy.device.type)
+    backend = rt.backend_of(dy)
     pctx = rt.context_of(handle)
-    grads = _api.conv2d_backward(rt.to_array(rt.upcast(dy)), pctx, input_grad=need_dx)
+    grads = _api.conv2d_backward(rt.to_array(rt.upcast(dy), backend), pctx, input_grad=need_dx)
     return _grads_out(grads, dy, x_channels_last, need_dx)
 
 

@@ -1,7 +1,7 @@
 """What the custom ops of pyadr.torch._ops need at run time, kept out of the traced graph.
 
-  route(device_type)              "cpu" | "gpu" for a tensor's device, or a clear error
-  to_array(t) / from_array(a, like, channels_last)   torch <-> NumPy (CPU) / CuPy (CUDA), no copy
+  backend_of(t) = route(device_type(t))   "cpu" | "gpu" for a tensor, or a clear error
+  to_array(t, backend) / from_array(a, channels_last)   torch <-> NumPy (CPU) / CuPy (CUDA), no copy
   compute_dtype(dtype)            float16/bfloat16 compute in float32; float32/float64 as they are
   keep_context(ctx) -> handle     a (1,) int64 CPU tensor whose storage owns the reuse context
   context_of(handle)              the context again (backward); gone once the handle is freed
@@ -49,12 +49,21 @@ def route(device_type):
     raise TypeError(f"pyadr.torch runs on CPU or CUDA tensors, got a tensor on {device_type!r}")
 
 
-def to_array(t):
-    """A NumPy (CPU) or CuPy (CUDA) view of a contiguous tensor; None stays None."""
+def device_type(t):
+    """The device type pyadr routes `t` by (a seam: tests stand a CPU tensor in for a CUDA one)."""
+    return t.device.type
+
+
+def backend_of(t):
+    return route(device_type(t))
+
+
+def to_array(t, backend):
+    """A NumPy ("cpu") or CuPy ("gpu") view of a contiguous tensor; None stays None."""
     if t is None:
         return None
     t = t.detach().contiguous()
-    if t.device.type == "cpu":
+    if backend == "cpu":
         return t.numpy()
     import cupy  # only reached for CUDA tensors, after route() found CuPy usable
     return cupy.from_dlpack(t)
