@@ -151,6 +151,14 @@ def test_vmap_with_reuse_and_double_backward_raise_clear_errors():
             gx.sum().backward()
 
 
+def test_traced_bad_geometry_is_a_clear_error():
+    layer = pt.Conv2d(1, 2, 5)
+    with pytest.raises(Exception, match="output size 0x0 is empty"):
+        torch.export.export(layer, (torch.randn(1, 1, 4, 4),))
+    with pytest.raises(ValueError, match="larger than the padded input"):   # eager: the native core
+        layer(torch.randn(1, 1, 4, 4))
+
+
 def test_custom_ops_pass_torch_library_opcheck():
     x = torch.randn(2, 3, 7, 6, requires_grad=True)
     w = torch.randn(4, 3, 3, 3, requires_grad=True)

@@ -10,14 +10,15 @@
 Shapes: x (B, C, H, W), w (M, C, kh, kw), b (M,), y (B, M, OH, OW); handle (1,) int64 on the CPU
 (the reuse context's key, see _runtime). dx is (0,) when need_dx is False, db (0,) without bias.
 Every op has a fake (meta) kernel, so graphs are traced without running pyadr; the forward ops
-have autograd formulas (register_autograd with setup_context, so torch.func.grad works) and the
-exact ops a vmap rule (a loop over the mapped dimension). Not supported, with a clear error:
+have autograd formulas (register_autograd; inside torch.func transforms the same formulas run
+through autograd.Functions with setup_context) and the exact ops a vmap rule (a loop over the
+mapped dimension). Not supported, with a clear error:
 vmap over a reuse op (its clusters span the whole batch) and double backward (the gradient ops
 have no derivative of their own).
 
 Dtypes: float32/float64 compute as they are; float16/bfloat16 are computed in float32 inside and
 returned in the input's dtype. y and dx keep a channels_last input's layout. CPU tensors run on
-pyadr's native engine, CUDA tensors on pyadr.gpu (CuPy), chosen per call by _runtime.route.
+pyadr's native engine, CUDA tensors on pyadr.gpu (CuPy), chosen per call by _runtime.backend_of.
 """
 from typing import List, Optional, Tuple
 
@@ -45,6 +46,9 @@ def _empty(shape, like, channels_last=False, dtype=None):
 
 def _fake_y(x, w, stride, padding, dilation):
     oh, ow = _out_hw(x.shape, w.shape, stride, padding, dilation)
+    if oh < 1 or ow < 1:   # eager calls get the native core's message; traced ones this one
+        raise ValueError(f"pyadr.torch: output size {oh}x{ow} is empty for an input of shape {tuple(x.shape)}, "
+                         f"kernel {tuple(w.shape[2:])}, stride {stride}, padding {padding}, dilation {dilation}")
     return _empty((x.shape[0], w.shape[0], oh, ow), x, rt.is_channels_last(x))
 
 
