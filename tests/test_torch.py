@@ -178,3 +178,30 @@ def test_errors():
         layer(torch.randn(1, 2, 5, 5, dtype=torch.float64))
     with pytest.raises(ValueError, match="L must be <= K"):
         pt.Conv2d(2, 3, 3, reuse=pyadr.ReuseConfig(L=100))(torch.randn(1, 2, 5, 5))
+
+
+def test_reuse_contexts_live_only_as_long_as_the_autograd_graph():
+    import copy
+    from pyadr.torch import _runtime
+    layer = pt.Conv2d(3, 4, 3, reuse=pyadr.ReuseConfig(L=9, H=4))
+    x = torch.rand(2, 3, 6, 6, requires_grad=True)
+    base = _runtime.live_contexts()
+    with torch.no_grad():
+        layer(x)
+    assert _runtime.live_contexts() == base
+    y = layer(x)
+    assert _runtime.live_contexts() == base + 1
+    y.sum().backward()
+    assert _runtime.live_contexts() == base               # freed by the backward
+    y = layer(x)
+    del y                                                 # or with the graph
+    assert _runtime.live_contexts() == base
+    y = layer(x)
+    y.sum().backward(retain_graph=True)
+    y.sum().backward()                                    # a retained graph backpropagates twice
+    del y
+    assert _runtime.live_contexts() == base
+    twin = copy.deepcopy(layer)                           # a copy has its own statistics
+    twin.reuse = None
+    twin(x)
+    assert twin.last_stats is None and layer.last_stats is not None
