@@ -81,7 +81,8 @@ def main():
     if a.limit:
         xtr, ytr = xtr[:a.limit], ytr[:a.limit]
     model = CifarNet()
-    # conv1 (K=25) and the FC layers run in pyadr exact; conv2 gets the reuse schedule.
+    # conv1 (K=25) and conv2 run in pyadr (conv1 exact, conv2 gets the reuse schedule); the FC
+    # layers stay PyTorch's (convert's default; linear=True would swap them too).
     pt.convert(model, lambda name, m: None)
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9)
     steps = a.epochs * ((len(xtr) + a.batch - 1) // a.batch)

@@ -140,7 +140,8 @@ def test_convert_shares_parameters_and_matches():
     params_before = [id(p) for p in net.parameters()]
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     cfg = pyadr.ReuseConfig(L=4, H=6)
-    pt.convert(net, lambda name, m: cfg if name == "conv2" else (False if name == "conv1" else None))
+    pt.convert(net, lambda name, m: cfg if name == "conv2" else (False if name == "conv1" else None),
+               linear=True)
     assert type(net.conv1) is torch.nn.Conv2d
     assert type(net.dw) is torch.nn.Conv2d
     assert isinstance(net.conv2, pt.Conv2d) and net.conv2.reuse is cfg
@@ -171,7 +172,36 @@ def test_convert_single_layer_and_policy_config():
 
 def test_errors():
     layer = pt.Conv2d(2, 3, 3)
-    with pytest.raises(TypeError, match="float32 or float64"):
-        layer(torch.randn(1, 2, 5, 5).half())
+    with pytest.raises(TypeError, match="float16, bfloat16, float32 or float64"):
+        layer(torch.randint(0, 3, (1, 2, 5, 5)))
+    with pytest.raises(TypeError, match="weight must have the input's dtype"):
+        layer(torch.randn(1, 2, 5, 5, dtype=torch.float64))
     with pytest.raises(ValueError, match="L must be <= K"):
         pt.Conv2d(2, 3, 3, reuse=pyadr.ReuseConfig(L=100))(torch.randn(1, 2, 5, 5))
+
+
+def test_reuse_contexts_live_only_as_long_as_the_autograd_graph():
+    import copy
+    from pyadr.torch import _runtime
+    layer = pt.Conv2d(3, 4, 3, reuse=pyadr.ReuseConfig(L=9, H=4))
+    x = torch.rand(2, 3, 6, 6, requires_grad=True)
+    base = _runtime.live_contexts()
+    with torch.no_grad():
+        layer(x)
+    assert _runtime.live_contexts() == base
+    y = layer(x)
+    assert _runtime.live_contexts() == base + 1
+    y.sum().backward()
+    assert _runtime.live_contexts() == base               # freed by the backward
+    y = layer(x)
+    del y                                                 # or with the graph
+    assert _runtime.live_contexts() == base
+    y = layer(x)
+    y.sum().backward(retain_graph=True)
+    y.sum().backward()                                    # a retained graph backpropagates twice
+    del y
+    assert _runtime.live_contexts() == base
+    twin = copy.deepcopy(layer)                           # a copy has its own statistics
+    twin.reuse = None
+    twin(x)
+    assert twin.last_stats is None and layer.last_stats is not None
