@@ -1,5 +1,5 @@
 """A plain PyTorch training loop on Fashion-MNIST whose reuse is driven by pyadr's schedules
-(pyadr.torch_schedule.ReuseScheduler: one `sched.step(loss)` per step).
+(pyadr.torch.ReuseScheduler: one `sched.step(loss)` per step).
 
     python examples/torch_schedule_fashion_mnist.py [--strategy adaptive|tuned|fixed|ladder|exact]
                                                     [--epochs 1] [--limit 20000] [--batch 128]
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import pyadr.torch as pt
-from pyadr.torch_schedule import ReuseScheduler
+from pyadr.torch import ReuseScheduler
 from pyadr.train.data import load_fashion_mnist
 
 

@@ -34,7 +34,7 @@ LAYERS = [
     ("pyadr._interop", 2), ("pyadr._blas", 2), ("pyadr._onednn", 2), ("pyadr._info", 2), ("pyadr._memory", 2),
     ("pyadr.reference", 2), ("pyadr.gpu.*", 2),
     ("pyadr.nn.*", 3),
-    ("pyadr.train.*", 4), ("pyadr.torch.*", 4), ("pyadr.torch_schedule", 4), ("pyadr.jax", 4),
+    ("pyadr.train.*", 4), ("pyadr.torch.*", 4), ("pyadr.jax", 4),
     ("pyadr.export", 4),
     ("pyadr.cli.*", 5), ("pyadr.__main__", 5),
 ]

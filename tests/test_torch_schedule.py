@@ -1,4 +1,4 @@
-"""pyadr.torch_schedule.ReuseScheduler: the pyadr.train schedules driving a plain PyTorch loop."""
+"""pyadr.torch.ReuseScheduler: the pyadr.train schedules driving a plain PyTorch loop."""
 import numpy as np
 import pytest
 
@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 import pyadr  # noqa: E402
 import pyadr.torch as pt  # noqa: E402
 from pyadr.train.reuse_schedule import Rung  # noqa: E402
-from pyadr.torch_schedule import ReuseScheduler  # noqa: E402
+from pyadr.torch import ReuseScheduler  # noqa: E402
 
 F = torch.nn.functional
 

@@ -139,7 +139,7 @@ def capture_layer_io(model, layers, probe):
     """{name: (x, dY)} of `layers` ({name: layer}) in one training-mode forward + backward of
     `model` on `probe` (x, y), exact everywhere; leaves weights, grads, buffers, reuse settings,
     dropout generators and engine timers as they were. A model may provide its own
-    `capture_layer_io(layers, probe)` (pyadr.torch_schedule's adapter does)."""
+    `capture_layer_io(layers, probe)` (pyadr.torch.schedule's adapter does)."""
     if hasattr(model, "capture_layer_io"):
         return model.capture_layer_io(layers, probe)
     all_layers = [l for _, l in engine_layers(model)]

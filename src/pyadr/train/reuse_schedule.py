@@ -42,7 +42,7 @@ from .models import engine_layers as _model_engine_layers
 
 
 def engine_layers(model):
-    """[(name, layer)] of `model`'s engine layers; a model adapter (pyadr.torch_schedule) may
+    """[(name, layer)] of `model`'s engine layers; a model adapter (pyadr.torch.schedule) may
     provide its own `engine_layers()`."""
     own = getattr(model, "engine_layers", None)
     return own() if callable(own) else _model_engine_layers(model)

@@ -1,9 +1,8 @@
 """The reuse schedules of pyadr.train driving a plain PyTorch training loop.
 
     import pyadr.torch as pt
-    from pyadr.torch_schedule import ReuseScheduler
     model = pt.convert(model)                       # torch Conv2d/Linear -> pyadr's (exact)
-    sched = ReuseScheduler(model, "adaptive", probes=[(x0, y0)], total_steps=N, steps_per_epoch=S)
+    sched = pt.ReuseScheduler(model, "adaptive", probes=[(x0, y0)], total_steps=N, steps_per_epoch=S)
     for x, y in loader:
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad(); loss.backward(); opt.step()
@@ -23,10 +22,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import _api
-from .torch import Conv2d, Linear
-from .train.layer_tuner import schedule_class
-from .train.reuse_schedule import Rung, default_ladder, parse_ladder
+from .. import _api
+from ..train.layer_tuner import schedule_class
+from ..train.reuse_schedule import Rung, default_ladder, parse_ladder
+from .layers import Conv2d, Linear
 
 __all__ = ["ReuseScheduler"]
 
