@@ -302,7 +302,8 @@ PYADR_INLINE void maxpool_plane_3x3s2(const PoolGeom& g, const T* PYADR_RESTRICT
 // row-major order) gives the last NaN of a window, else its first maximum, and that is the same
 // when rows are folded first: stage 1 keeps each row's, stage 2 the window's (rows in order).
 // A window's left edge clipped by the padding (ow = 0, PAD = 1) is redone per row; the right
-// edge never is (W = 2 OW). hv/hi: scratch of H * OW values and indices.
+// edge never is (W = 2 OW). hv/hi: scratch of H * OW + 16 values and indices (padding read by
+// stage 2's whole-vector rows, never used).
 template <class T, int K, int PAD>
 PYADR_INLINE void maxpool_plane_s2_rows(const PoolGeom& g, const T* PYADR_RESTRICT xp, T* PYADR_RESTRICT yp,
                                         int32_t* PYADR_RESTRICT ap, T* PYADR_RESTRICT hv,
@@ -336,27 +337,59 @@ PYADR_INLINE void maxpool_plane_s2_rows(const PoolGeom& g, const T* PYADR_RESTRI
       hv[i * OW] = best;
       hi[i * OW] = at;
     }
-  for (int32_t oh = 0; oh < OH; ++oh) {
-    const int32_t r0 = std::max(2 * oh - PAD, 0), r1 = std::min(2 * oh - PAD + K, H);
-    T* PYADR_RESTRICT y = yp + oh * OW;
-    const T* PYADR_RESTRICT v0 = hv + r0 * OW;
-    for (int32_t ow = 0; ow < OW; ++ow) y[ow] = v0[ow];
-    if (ap) {
-      int32_t* PYADR_RESTRICT a = ap + oh * OW;
+  // Stage 2, rows of OW <= kRow (14 and 7 here) as whole kRow-wide vectors: the lanes past the
+  // row read stage 1's next row (or its padding) and land in the next output row, rewritten after,
+  // or, for the plane's last rows, in tmp.
+  constexpr int32_t kRow = 16;
+  if (OW <= kRow) {
+    alignas(64) T ty[kRow];
+    alignas(64) int32_t ta[kRow];
+    for (int32_t oh = 0; oh < OH; ++oh) {
+      const int32_t r0 = std::max(2 * oh - PAD, 0), r1 = std::min(2 * oh - PAD + K, H);
+      const bool direct = (oh * OW + kRow <= OH * OW) && ap;
+      T* PYADR_RESTRICT y = direct ? yp + oh * OW : ty;
+      int32_t* PYADR_RESTRICT a = direct ? ap + oh * OW : ta;
+      const T* PYADR_RESTRICT v0 = hv + r0 * OW;
       const int32_t* PYADR_RESTRICT i0 = hi + r0 * OW;
-      for (int32_t ow = 0; ow < OW; ++ow) a[ow] = i0[ow];
+      for (int32_t ow = 0; ow < kRow; ++ow) {
+        y[ow] = v0[ow];
+        a[ow] = i0[ow];
+      }
       for (int32_t r = r0 + 1; r < r1; ++r) {
         const T* PYADR_RESTRICT v = hv + r * OW;
         const int32_t* PYADR_RESTRICT ix = hi + r * OW;
-        for (int32_t ow = 0; ow < OW; ++ow) {
+        for (int32_t ow = 0; ow < kRow; ++ow) {
           const bool win = v[ow] > y[ow] || v[ow] != v[ow];
           y[ow] = win ? v[ow] : y[ow];
           a[ow] = win ? ix[ow] : a[ow];
         }
       }
-    } else {
-      for (int32_t r = r0 + 1; r < r1; ++r) {
-        const T* PYADR_RESTRICT v = hv + r * OW;
+      if (!direct) {
+        std::copy(ty, ty + OW, yp + oh * OW);
+        if (ap) std::copy(ta, ta + OW, ap + oh * OW);
+      }
+    }
+    return;
+  }
+  for (int32_t oh = 0; oh < OH; ++oh) {
+    const int32_t r0 = std::max(2 * oh - PAD, 0), r1 = std::min(2 * oh - PAD + K, H);
+    T* PYADR_RESTRICT y = yp + oh * OW;
+    int32_t* PYADR_RESTRICT a = ap ? ap + oh * OW : nullptr;
+    const T* PYADR_RESTRICT v0 = hv + r0 * OW;
+    const int32_t* PYADR_RESTRICT i0 = hi + r0 * OW;
+    for (int32_t ow = 0; ow < OW; ++ow) y[ow] = v0[ow];
+    if (a)
+      for (int32_t ow = 0; ow < OW; ++ow) a[ow] = i0[ow];
+    for (int32_t r = r0 + 1; r < r1; ++r) {
+      const T* PYADR_RESTRICT v = hv + r * OW;
+      const int32_t* PYADR_RESTRICT ix = hi + r * OW;
+      if (a) {
+        for (int32_t ow = 0; ow < OW; ++ow) {
+          const bool win = v[ow] > y[ow] || v[ow] != v[ow];
+          y[ow] = win ? v[ow] : y[ow];
+          a[ow] = win ? ix[ow] : a[ow];
+        }
+      } else {
         for (int32_t ow = 0; ow < OW; ++ow) y[ow] = (v[ow] > y[ow] || v[ow] != v[ow]) ? v[ow] : y[ow];
       }
     }
@@ -459,7 +492,7 @@ void maxpool2d_forward(const PoolGeom& g, const T* x, T* y, int32_t* arg) {
     std::vector<T> best;
     std::vector<int32_t> at;
     errors.run([&] {
-      const int64_t n = s2_rows_path(g) ? g.H * g.OW() : g.OW();
+      const int64_t n = s2_rows_path(g) ? g.H * g.OW() + 16 : g.OW();  // + a kRow of padding
       best.resize(static_cast<size_t>(n));
       at.resize(static_cast<size_t>(n));
     });
