@@ -103,11 +103,11 @@ def _layer_table(timer, warmup, opt_seconds, params, torch_res, threads, out):
     non_conv = [0.0, 0.0, 0.0]
     for k, (t, bound, tt) in parts.items():
         ratio = f"{t / bound:6.1f}" if bound else f"{'':6s}"
-        print(f"  {k:20s} {1e3 * t:10.2f} {1e3 * bound:10.2f} {ratio} "
+        print(f"  sum {k:16s} {1e3 * t:10.2f} {1e3 * bound:10.2f} {ratio} "
               + (f"{1e3 * tt:10.2f}" if layers is not None else f"{'-':>10s}"), file=out)
         if k != "conv":
             non_conv = [a + v for a, v in zip(non_conv, (t, bound, tt))]
-    print(f"  {'non-conv sum':20s} {1e3 * non_conv[0]:10.2f} {1e3 * non_conv[1]:10.2f} "
+    print(f"  sum {'non-conv':16s} {1e3 * non_conv[0]:10.2f} {1e3 * non_conv[1]:10.2f} "
           f"{non_conv[0] / non_conv[1] if non_conv[1] else 0:6.1f} "
           + (f"{1e3 * non_conv[2]:10.2f}" if layers is not None else f"{'-':>10s}"), file=out)
 
