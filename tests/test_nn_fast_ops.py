@@ -236,6 +236,25 @@ def test_no_fusion_for_the_array_path(rng):
     assert not bn.relu_applied and not relu._passed and (y >= 0).all()
 
 
+def _loop_maxpool_torch_rule(x, dy, k, st, pad):
+    """(y, dx) of a max-pool by loops with PyTorch's rule: row-major scan, a tap wins when greater
+    or NaN; -inf start, index of the first in-bounds tap."""
+    H, W = x.shape[2:]
+    OH, OW = (H + 2 * pad - k) // st + 1, (W + 2 * pad - k) // st + 1
+    y_ref, dx_ref = np.empty(x.shape[:2] + (OH, OW), x.dtype), np.zeros_like(x)
+    for b, ch, oh, ow in np.ndindex(*y_ref.shape):
+        h0, w0 = max(oh * st - pad, 0), max(ow * st - pad, 0)
+        best, at = -np.inf, (h0, w0)
+        for i in range(h0, min(oh * st - pad + k, H)):
+            for j in range(w0, min(ow * st - pad + k, W)):
+                v = x[b, ch, i, j]
+                if v > best or np.isnan(v):
+                    best, at = v, (i, j)
+        y_ref[b, ch, oh, ow] = best
+        dx_ref[b, ch][at] += dy[b, ch, oh, ow]
+    return y_ref, dx_ref
+
+
 @pytest.mark.parametrize("size", [(4, 4), (5, 7), (2, 9), (6, 40), (1, 1), (1, 6), (3, 2)])
 @pytest.mark.parametrize("k,st,pad", [(2, 2, 0), (3, 2, 1)])
 def test_maxpool_fast_paths_match_loops(rng, size, k, st, pad):
@@ -252,17 +271,7 @@ def test_maxpool_fast_paths_match_loops(rng, size, k, st, pad):
     y, c = pooling.maxpool2d_forward(x, (k, k), (st, st), (pad, pad))
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx = pooling.maxpool2d_backward(dy, c)
-    y_ref, dx_ref = np.empty_like(y), np.zeros_like(x)
-    for b, ch, oh, ow in np.ndindex(*y.shape):
-        h0, w0 = max(oh * st - pad, 0), max(ow * st - pad, 0)
-        best, at = -np.inf, (h0, w0)
-        for i in range(h0, min(oh * st - pad + k, H)):
-            for j in range(w0, min(ow * st - pad + k, W)):
-                v = x[b, ch, i, j]
-                if v > best or np.isnan(v):
-                    best, at = v, (i, j)
-        y_ref[b, ch, oh, ow] = best
-        dx_ref[b, ch][at] += dy[b, ch, oh, ow]
+    y_ref, dx_ref = _loop_maxpool_torch_rule(x, dy, k, st, pad)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)
 
@@ -281,18 +290,7 @@ def test_maxpool_stride2_rows_path_model_shapes(rng, size, k, st, pad):
     y_eval, _ = pooling.maxpool2d_forward(x, (k, k), (st, st), (pad, pad), track=False)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx = pooling.maxpool2d_backward(dy, c)
-    H, W = size
-    y_ref, dx_ref = np.empty_like(y), np.zeros_like(x)
-    for b, ch, oh, ow in np.ndindex(*y.shape):
-        h0, w0 = max(oh * st - pad, 0), max(ow * st - pad, 0)
-        best, at = -np.inf, (h0, w0)
-        for i in range(h0, min(oh * st - pad + k, H)):
-            for j in range(w0, min(ow * st - pad + k, W)):
-                v = x[b, ch, i, j]
-                if v > best or np.isnan(v):
-                    best, at = v, (i, j)
-        y_ref[b, ch, oh, ow] = best
-        dx_ref[b, ch][at] += dy[b, ch, oh, ow]
+    y_ref, dx_ref = _loop_maxpool_torch_rule(x, dy, k, st, pad)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(y_eval, y_ref)
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)

@@ -5,10 +5,14 @@
 //   maxpool2d: planes (P = B*C, H, W) -> (P, OH, OW); arg = flat index (i*W + j) in the plane of
 //              the first maximum in row-major window order (PyTorch's tie rule); padding never
 //              wins; NaN propagates. Backward: dx[p, arg] += dy (one plane per thread).
+//              Stride 2 on even widths (every model's pool): rows pooled first, flat over the
+//              plane, then columns (maxpool_plane_s2_rows); other shapes window by window.
 //   lrn:       s_c = k + alpha/n * sum_{c' in [c - n/2, c + (n-1)/2]} x_c'^2, y_c = x_c * s_c^-beta,
-//              a window sum along channels, vectorised over the pixels of one image.
+//              a window sum along channels, in blocks of 64 pixels of one image (C x 64 scratch
+//              in cache), blocks over the threads: x read once, y written once.
 //              Backward: dx_c = dy_c s_c^-beta - 2 alpha beta/n x_c sum_{c': c in window(c')} t_c',
-//              t = dy x s^(-beta-1).
+//              t = dy x s^(-beta-1), from the stored s and s^-beta or (lrn_backward_recompute,
+//              pyadr.nn's path) rebuilding them per block from x: x, dy read once, dx written once.
 //   relu:      y = x < 0 ? 0 : x; dx = y > 0 ? dy : 0, in cache-sized chunks over the threads.
 #include <algorithm>
 #include <cmath>
