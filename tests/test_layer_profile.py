@@ -35,6 +35,7 @@ def test_layer_timer_records_every_leaf(rng):
     assert pool["x_shape"] == (2, 2, 4, 4) and pool["y_shape"] == (2, 2, 2, 2)
     assert lp.row_bytes(pool) == lp.op_bytes("MaxPool2d", (2, 2, 4, 4), (2, 2, 2, 2), 4)
     assert lp.row_bytes(timer.rows[0]) is None
+    assert lp.fused(timer.rows[1]) and lp.row_bytes(timer.rows[1]) == (0, 0)    # ReLU applied by the pool
     assert lp.gemm_flops(timer.rows[4]["mod"], (2, 8), (2, 3)) == 2 * 2 * 8 * 3
 
 

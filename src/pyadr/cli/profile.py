@@ -56,7 +56,7 @@ def _parser():
 
 def _layer_table(timer, warmup, opt_seconds, params, torch_res, threads, out):
     """The per-layer table of the exact column (see the module docstring)."""
-    from ..train.layer_profile import CopyProbe, gemm_flops, probe_size, row_bytes, row_largest
+    from ..train.layer_profile import CopyProbe, fused, gemm_flops, probe_size, row_bytes, row_largest
     from ..train.profile import _category
     rows = [r for r in timer.rows if len(r["fwd"]) > warmup]
     param_bytes = sum(p.data.nbytes for p in params)
@@ -86,7 +86,8 @@ def _layer_table(timer, warmup, opt_seconds, params, torch_res, threads, out):
         cells = (f"{1e3 * tf:8.2f} {1e3 * tb:8.2f}" if tf is not None else f"{'-':>8s} {'-':>8s}")
         bcells = (f"{sum(nb) / 1e6:7.1f} {1e3 * bound:7.2f} {(f + b) / bound:6.1f}" if bound
                   else f"{'':7s} {'':7s} {'':6s}")
-        print(f"{i:3d} {r['kind'][:18]:18s} {str(r['y_shape'][1:]):16s} {1e3 * f:7.2f} {1e3 * b:7.2f} {cells} "
+        kind = r["kind"] + (" (fused)" if fused(r) else "")
+        print(f"{i:3d} {kind[:18]:18s} {str(r['y_shape'][1:]):16s} {1e3 * f:7.2f} {1e3 * b:7.2f} {cells} "
               f"{bcells} {gfs}", file=out)
         part = parts.setdefault(_category(r["mod"]), [0.0, 0.0, 0.0])
         part[0] += f + b

@@ -13,6 +13,7 @@ Bytes (s = element size; N elements in, M out; the byte model of the bench's tab
   Linear                 fwd x + W + y          bwd dy + x + 2W + dx       (W read, dW written)
   Dropout                fwd 3Ns (x, mask, y)   bwd 3Ns
   Flatten                0 (a view)             0
+  a fused ReLU           0 (its neighbour rectifies: BatchNorm2d's output, MaxPool2d's pooled values)
 Conv2d and Linear are GEMMs (compute-bound): their rows also show GFLOP/s (2 x multiply-adds / time).
 """
 from __future__ import annotations
@@ -149,8 +150,15 @@ def row_bytes(row):
     """(forward, backward) bytes of a LayerTimer row, None for a convolution (or an unknown kind)."""
     if row["x_shape"] is None:
         return None
+    if fused(row):
+        return 0, 0
     w = row["mod"].weight.data.nbytes if row["kind"] == "Linear" else 0
     return op_bytes(row["kind"], row["x_shape"], row["y_shape"], row["itemsize"], w)
+
+
+def fused(row):
+    """True for a ReLU that its neighbour applied (Sequential's fusion): it moves no bytes itself."""
+    return row["kind"] == "ReLU" and bool(getattr(row["mod"], "_passed", False))
 
 
 def row_largest(row):
