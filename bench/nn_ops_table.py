@@ -1,6 +1,6 @@
 """Every non-convolution part of a training step against the bytes it must move, and PyTorch.
 
-    python bench/nn_ops_table.py --model cifarnet vgg11 --repeats 15 --threads 2
+    python bench/nn_ops_table.py --model cifarnet vgg11 alexnet --repeats 15 --threads 2
 
 For each leaf layer of the model that is not a convolution (ReLU, pooling, LRN, batch norm,
 linear, dropout) on the activations a real forward gives it (Fashion-MNIST shapes, batch 128),
@@ -41,20 +41,10 @@ CATEGORY = {"ReLU": "relu", "MaxPool2d": "pooling", "AvgPool2d": "pooling", "Loc
 
 
 def op_bytes(mod, x, y):
-    """(forward bytes, backward bytes) the op must move (see the module docstring)."""
-    s, n, m = x.itemsize, x.size, y.size
-    kind = type(mod).__name__
-    if kind in ("ReLU", "BatchNorm2d", "LocalResponseNorm"):
-        return 2 * n * s, 3 * n * s
-    if kind in ("MaxPool2d", "AvgPool2d"):
-        extra = 4 if kind == "MaxPool2d" else 0
-        return n * s + m * (s + extra), m * (s + extra) + n * s
-    if kind == "Linear":
-        w = mod.weight.data.nbytes
-        return x.nbytes + w + y.nbytes, y.nbytes + x.nbytes + 2 * w + x.nbytes
-    if kind == "Dropout":
-        return 3 * n * s, 3 * n * s
-    raise ValueError(f"no byte model for {kind}")
+    """(forward bytes, backward bytes) the op must move (pyadr.train.layer_profile's byte model)."""
+    from pyadr.train.layer_profile import op_bytes as model_bytes
+    w = mod.weight.data.nbytes if type(mod).__name__ == "Linear" else 0
+    return model_bytes(type(mod).__name__, x.shape, y.shape, x.itemsize, w)
 
 
 def _timer(fn):
@@ -150,49 +140,28 @@ def build_ops(model_name, batch, torch_ok, seed=0):
     return ops
 
 
-def copy_bandwidth_sample(a, b, threads):
-    """Bytes/s of one copy of a into b, by `threads` Python threads on slices (np.copyto releases
-    the GIL), the same thread count as the kernels."""
-    if threads <= 1:
-        return 2 * a.nbytes / _timer(lambda: np.copyto(b, a))
-    from concurrent.futures import ThreadPoolExecutor
-    parts = np.array_split(np.arange(a.size), threads)
-    bounds = [(int(q[0]), int(q[-1]) + 1) for q in parts]
-    with ThreadPoolExecutor(threads) as pool:
-        t = time.perf_counter()
-        list(pool.map(lambda r: np.copyto(b[r[0]:r[1]], a[r[0]:r[1]]), bounds))
-        return 2 * a.nbytes / (time.perf_counter() - t)
-
-
 HEADLINE = 64 << 20
 
 
 def probe_size(op):
-    """Bytes of the copy probe for an op: its largest array (input or output), at least 256 KB."""
+    """Bytes of the copy probe for an op: its largest array (input or output), at least 256 KB,
+    rounded up to a power of two (a few probes only)."""
+    from pyadr.train.layer_profile import probe_size as rounded
     if isinstance(op, _Optimizer):
-        n = max(p.data.nbytes for p in op.params)
-    else:
-        n = max(op.x.nbytes, op.y.nbytes)
-    n = max(n, 256 << 10)
-    return 1 << (n - 1).bit_length()        # rounded up to a power of two: a few probes only
-
-
-def native_copy_sample(a, b):
-    """Bytes/s of the core's streaming elementwise kernel used as a copy (ReLU of non-negative
-    values: one read, one write per element, OpenMP threads, SIMD)."""
-    from pyadr import _native
-    return 2 * a.nbytes / _timer(lambda: _native.relu_forward(0, a.size, a, b))
+        return rounded(max(p.data.nbytes for p in op.params))
+    return rounded(max(op.x.nbytes, op.y.nbytes))
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", nargs="+", default=["cifarnet", "vgg11"])
+    p.add_argument("--model", nargs="+", default=["cifarnet", "vgg11", "alexnet"])
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-torch", action="store_true")
     a = p.parse_args(argv)
     import pyadr
+    from pyadr.train.layer_profile import copy_bandwidth_sample, native_copy_sample
     pyadr.set_num_threads(a.threads)
     torch_ok = False
     if not a.no_torch:

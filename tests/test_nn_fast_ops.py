@@ -236,6 +236,25 @@ def test_no_fusion_for_the_array_path(rng):
     assert not bn.relu_applied and not relu._passed and (y >= 0).all()
 
 
+def _loop_maxpool_torch_rule(x, dy, k, st, pad):
+    """(y, dx) of a max-pool by loops with PyTorch's rule: row-major scan, a tap wins when greater
+    or NaN; -inf start, index of the first in-bounds tap."""
+    H, W = x.shape[2:]
+    OH, OW = (H + 2 * pad - k) // st + 1, (W + 2 * pad - k) // st + 1
+    y_ref, dx_ref = np.empty(x.shape[:2] + (OH, OW), x.dtype), np.zeros_like(x)
+    for b, ch, oh, ow in np.ndindex(*y_ref.shape):
+        h0, w0 = max(oh * st - pad, 0), max(ow * st - pad, 0)
+        best, at = -np.inf, (h0, w0)
+        for i in range(h0, min(oh * st - pad + k, H)):
+            for j in range(w0, min(ow * st - pad + k, W)):
+                v = x[b, ch, i, j]
+                if v > best or np.isnan(v):
+                    best, at = v, (i, j)
+        y_ref[b, ch, oh, ow] = best
+        dx_ref[b, ch][at] += dy[b, ch, oh, ow]
+    return y_ref, dx_ref
+
+
 @pytest.mark.parametrize("size", [(4, 4), (5, 7), (2, 9), (6, 40), (1, 1), (1, 6), (3, 2)])
 @pytest.mark.parametrize("k,st,pad", [(2, 2, 0), (3, 2, 1)])
 def test_maxpool_fast_paths_match_loops(rng, size, k, st, pad):
@@ -252,16 +271,121 @@ def test_maxpool_fast_paths_match_loops(rng, size, k, st, pad):
     y, c = pooling.maxpool2d_forward(x, (k, k), (st, st), (pad, pad))
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx = pooling.maxpool2d_backward(dy, c)
-    y_ref, dx_ref = np.empty_like(y), np.zeros_like(x)
-    for b, ch, oh, ow in np.ndindex(*y.shape):
-        h0, w0 = max(oh * st - pad, 0), max(ow * st - pad, 0)
-        best, at = -np.inf, (h0, w0)
-        for i in range(h0, min(oh * st - pad + k, H)):
-            for j in range(w0, min(ow * st - pad + k, W)):
-                v = x[b, ch, i, j]
-                if v > best or np.isnan(v):
-                    best, at = v, (i, j)
-        y_ref[b, ch, oh, ow] = best
-        dx_ref[b, ch][at] += dy[b, ch, oh, ow]
+    y_ref, dx_ref = _loop_maxpool_torch_rule(x, dy, k, st, pad)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(28, 28), (14, 14), (7, 14), (2, 34)])
+@pytest.mark.parametrize("k,st,pad", [(2, 2, 0), (3, 2, 1)])
+def test_maxpool_stride2_rows_path_model_shapes(rng, size, k, st, pad):
+    """The separable stride-2 path on the models' even widths (whole 16-lane rows of 14 and 7
+    outputs, the plane's last rows through a buffer; 17 outputs: the variable-width loop), with
+    ties, NaN and -inf, forward, backward and the untracked (eval) forward, against the loops."""
+    from pyadr.nn import pooling
+    x = rng.integers(-2, 2, (2, 3) + size).astype(np.float32)
+    x.reshape(-1)[::13] = np.nan
+    x.reshape(-1)[5::17] = -np.inf
+    y, c = pooling.maxpool2d_forward(x, (k, k), (st, st), (pad, pad))
+    y_eval, _ = pooling.maxpool2d_forward(x, (k, k), (st, st), (pad, pad), track=False)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = pooling.maxpool2d_backward(dy, c)
+    y_ref, dx_ref = _loop_maxpool_torch_rule(x, dy, k, st, pad)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(y_eval, y_ref)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C,H,W,size,beta", [(64, 14, 14, 9, 0.75), (7, 9, 15, 4, 0.6), (3, 1, 1, 5, 0.75)])
+def test_lrn_recompute_backward_matches_stored(rng, dtype, C, H, W, size, beta):
+    """lrn_backward_recompute (s rebuilt from x per block of 64 pixels, HW not a multiple of 64)
+    equals the backward from the stored s and s^-beta, and the layer's forward keeps only x."""
+    x = (rng.standard_normal((3, C, H, W)) * 2).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    code, HW = (0 if dtype == np.float32 else 1), H * W
+    y, s, sc = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    _native.lrn_forward(code, 3, C, HW, size, 0.3, beta, 1.5, x, y, s, sc)
+    dx_stored, dx_rebuilt = np.empty_like(x), np.empty_like(x)
+    _native.lrn_backward(code, 3, C, HW, size, 0.3, beta, x, s, sc, dy, dx_stored)
+    _native.lrn_backward_recompute(3, C, HW, size, 0.3, beta, 1.5, x, dy, dx_rebuilt)
+    np.testing.assert_array_equal(dx_rebuilt, dx_stored)
+    layer = nn.LocalResponseNorm(size, alpha=0.3, beta=beta, k=1.5)
+    y_layer = layer.forward(x)
+    assert len(layer._cache) == 2                       # ("native", x): no s, no scale
+    np.testing.assert_array_equal(y_layer, y)
+    np.testing.assert_array_equal(layer.backward(dy), dx_stored)
+    ref = nn.LocalResponseNorm(size, alpha=0.3, beta=beta, k=1.5)
+    y_ref = ref.forward_vectorised(x)
+    tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(y, y_ref, **tol)
+    np.testing.assert_allclose(dx_stored, ref.backward(dy), **tol)
+
+
+def test_lrn_native_gradients_over_blocks(rng):
+    """Finite differences of the native LRN (float64) on a plane of 70 pixels: two blocks."""
+    check_module_grads(nn.LocalResponseNorm(5, alpha=0.3, beta=0.75, k=1.5), rng.standard_normal((2, 6, 7, 10)),
+                       rng)
+
+
+def test_lrn_backward_errors(rng):
+    layer = nn.LocalResponseNorm(3)
+    with pytest.raises(RuntimeError, match="training mode"):
+        layer.backward(np.ones((1, 2, 2, 2), np.float32))
+    layer.forward(np.ones((1, 2, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="output shape"):
+        layer.backward(np.ones((1, 2, 2, 3), np.float32))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_thread_slices_match_numpy(rng, threads, dtype, bias):
+    """linear.cpp's per-thread GEMM slices (multiples of 16 columns, the last one short) against
+    NumPy, forward and backward, above the single-thread threshold; bias add and gradient fused."""
+    import pyadr
+    B, n_in, n_out = 70, 300, 50
+    x = rng.standard_normal((B, n_in)).astype(dtype)
+    w = rng.standard_normal((n_out, n_in)).astype(dtype)
+    b = rng.standard_normal(n_out).astype(dtype) if bias else None
+    dy = rng.standard_normal((B, n_out)).astype(dtype)
+    before = pyadr.get_num_threads()
+    try:
+        pyadr.set_num_threads(threads)
+        y, ctx = pyadr.linear_forward(x, w, b)
+        dx, dw, db = pyadr.linear_backward(dy, ctx)
+    finally:
+        pyadr.set_num_threads(before)
+    x64, w64, dy64 = x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(y, x64 @ w64.T + (b if bias else 0), **tol)
+    np.testing.assert_allclose(dx, dy64 @ w64, **tol)
+    np.testing.assert_allclose(dw, dy64.T @ x64, **tol)
+    if bias:
+        np.testing.assert_allclose(db, dy64.sum(axis=0), **tol)
+    else:
+        assert db is None
+
+
+def test_linear_layer_gradients_threaded(rng):
+    """Directional finite differences of nn.Linear (float64) on a size that takes linear.cpp's
+    threaded path: for random directions v of x, weight and bias, (L(p + eps v) - L(p - eps v)) /
+    (2 eps) against <grad, v>, L = sum(y * r)."""
+    lin = to64(nn.Linear(80, 40, rng=rng)).train()
+    x = rng.standard_normal((90, 80))
+    r = rng.standard_normal((90, 40))
+    lin.forward(x)
+    dx = lin.backward(r.copy())
+    grads = {"x": dx, "weight": lin.weight.grad, "bias": lin.bias.grad}
+    arrays = {"x": x, "weight": lin.weight.data, "bias": lin.bias.data}
+    eps = 1e-6
+    for name, a in arrays.items():
+        for _ in range(3):
+            v = rng.standard_normal(a.shape)
+            a += eps * v
+            up = float((lin.forward(x) * r).sum())
+            a -= 2 * eps * v
+            down = float((lin.forward(x) * r).sum())
+            a += eps * v
+            np.testing.assert_allclose((up - down) / (2 * eps), float((grads[name] * v).sum()), rtol=1e-6,
+                                       err_msg=name)

@@ -13,6 +13,7 @@
 #include "conv_onednn.hpp"
 #include "gemm.hpp"
 #include "layout.hpp"
+#include "pyadr/nn_fast.hpp"  // linear_forward / linear_backward (linear.cpp)
 #include "rowops.hpp"
 
 namespace pyadr {
@@ -29,23 +30,6 @@ bool is_linear(const ConvGeom& g) {
 int64_t tile_rows(const ConvGeom& g) {
   const int64_t R = std::max<int64_t>(12, 98304 / std::max<int64_t>(g.K(), 1) / 12 * 12);
   return std::min<int64_t>(R, g.P());
-}
-
-template <class T>
-void linear_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
-  const int64_t Bn = g.B, K = g.C, M = g.M;
-  gemm<T>(false, true, Bn, M, K, T(1), x, K, w, K, T(0), y, M);
-  if (b)
-    for (int64_t i = 0; i < Bn; ++i)
-      for (int64_t m = 0; m < M; ++m) y[i * M + m] += b[m];
-}
-
-template <class T>
-void linear_backward(const ConvGeom& g, const T* x, const T* w, const T* dy, T* dx, T* dw, T* db) {
-  const int64_t Bn = g.B, K = g.C, M = g.M;
-  if (dw) gemm<T>(true, false, M, K, Bn, T(1), dy, M, x, K, T(0), dw, K);
-  if (dx) gemm<T>(false, false, Bn, K, M, T(1), dy, M, w, K, T(0), dx, K);
-  if (db) detail::bias_grad_rows(dy, Bn, M, db);
 }
 
 }  // namespace

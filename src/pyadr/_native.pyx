@@ -374,6 +374,9 @@ cdef extern from "pyadr/nn_fast.hpp" namespace "pyadr":
     void c_sgd_update "pyadr::sgd_update"[T](int64_t n, T* p, const T* grad, T* buf, double lr, double momentum,
                                              double dampening, double weight_decay, cbool nesterov,
                                              cbool first) except +raise_py_error nogil
+    void c_lrn_backward_recompute "pyadr::lrn_backward_recompute"[T](
+        int64_t B, int64_t C, int64_t HW, int size, T alpha, T beta, T k, const T* x, const T* dy,
+        T* dx) except +raise_py_error nogil
 
 
 cdef void* _f64_arg(object a, str name) except? NULL:
@@ -446,3 +449,21 @@ def sgd_update(int64_t n, p, grad, buf, double lr, double momentum, double dampe
         else:
             c_sgd_update[double](n, <double*>pp, <const double*>pg, <double*>pb, lr, momentum, dampening,
                                  weight_decay, nesterov, first)
+
+
+def lrn_backward_recompute(int64_t B, int64_t C, int64_t HW, int size, double alpha, double beta, double k,
+                           x, dy, dx):
+    """LRN backward from x alone (s and s^-beta rebuilt per block): x, dy, dx (B, C, HW) contiguous."""
+    cdef int dt = _dtype_code(x)
+    if dt < 0:
+        raise TypeError("lrn_backward_recompute: x must be float32 or float64")
+    cdef void* px = _arg(x, dt, "x")
+    cdef void* pdy = _arg(dy, dt, "dy")
+    cdef void* pdx = _arg(dx, dt, "dx")
+    with nogil:
+        if dt == 0:
+            c_lrn_backward_recompute[float](B, C, HW, size, <float>alpha, <float>beta, <float>k, <const float*>px,
+                                            <const float*>pdy, <float*>pdx)
+        else:
+            c_lrn_backward_recompute[double](B, C, HW, size, alpha, beta, k, <const double*>px,
+                                             <const double*>pdy, <double*>pdx)

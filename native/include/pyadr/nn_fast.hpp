@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "pyadr/core.hpp"
+
 namespace pyadr {
 
 // ---- batch normalisation over (B, C, HW), statistics per channel (batch_norm.cpp) ----------
@@ -31,5 +33,20 @@ void batch_norm_backward(int64_t B, int64_t C, int64_t HW, const T* x, const T* 
 template <class T>
 void sgd_update(int64_t n, T* p, const T* grad, T* buf, double lr, double momentum, double dampening,
                 double weight_decay, bool nesterov, bool first);
+
+// ---- the fully connected layer, exact (linear.cpp; conv2d_*_exact dispatch here) ------------
+// g: B samples, C = in features, M = out features, H = W = kh = kw = 1. y (B, M) = x w^T + b;
+// backward dw = dy^T x, dx = dy w, db = column sums of dy (each output may be null).
+template <class T>
+void linear_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y);
+template <class T>
+void linear_backward(const ConvGeom& g, const T* x, const T* w, const T* dy, T* dx, T* dw, T* db);
+
+// ---- local response normalisation, backward recomputing s from x (nn_ops.cpp) ---------------
+// The training forward then keeps nothing but x (lrn_forward with s = scale = null): x and dy
+// read once, dx written once, s and s^-beta rebuilt per block of pixels in cache.
+template <class T>
+void lrn_backward_recompute(int64_t B, int64_t C, int64_t HW, int size, T alpha, T beta, T k, const T* x,
+                            const T* dy, T* dx);
 
 }  // namespace pyadr

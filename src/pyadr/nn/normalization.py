@@ -171,11 +171,10 @@ class LocalResponseNorm(Module):
             from .. import _native     # native kernel (nn_ops.cpp); forward_vectorised is its reference
             x = np.ascontiguousarray(x)
             B, C, H, W = x.shape
-            y, s = np.empty_like(x), np.empty_like(x)
-            scale = np.empty_like(x) if self.training else None
+            y = np.empty_like(x)       # s and s^-beta are not kept: the backward rebuilds them from x
             _native.lrn_forward(0 if x.dtype == np.float32 else 1, B, C, H * W, self.size, self.alpha, self.beta,
-                                self.k, x, y, s, scale)
-            self._cache = ("native", x, s, scale) if self.training else None
+                                self.k, x, y, None, None)
+            self._cache = ("native", x) if self.training else None
             return y
         return self.forward_vectorised(x)
 
@@ -192,15 +191,19 @@ class LocalResponseNorm(Module):
         return y
 
     def backward(self, dy):
+        if getattr(self, "_cache", None) is None:
+            raise RuntimeError("LocalResponseNorm.backward needs a forward in training mode first")
         if self._cache[0] == "native":
             import numpy as np
             from .. import _native
-            _, x, s, scale = self._cache
+            _, x = self._cache
             dy = np.ascontiguousarray(dy, dtype=x.dtype)
+            if dy.shape != x.shape:
+                raise ValueError(f"LocalResponseNorm.backward: dy must have the forward's output shape {x.shape}, "
+                                 f"got {dy.shape}")
             dx = np.empty_like(x)
             B, C, H, W = x.shape
-            _native.lrn_backward(0 if x.dtype == np.float32 else 1, B, C, H * W, self.size, self.alpha, self.beta,
-                                 x, s, scale, dy, dx)
+            _native.lrn_backward_recompute(B, C, H * W, self.size, self.alpha, self.beta, self.k, x, dy, dx)
             return dx
         _, x, s, scale = self._cache
         n = self.size
