@@ -246,7 +246,7 @@ def test_cli_train_under_mpiexec(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("final test accuracy") == 1          # rank 0 alone logs
-    assert sorted(os.listdir(out)) == ["best.npz", "config.json", "last.npz", "metrics.csv", "metrics.jsonl"]
+    assert sorted(os.listdir(out)) == ["best.npz", "config.json", "last.npz", "metrics.csv", "metrics.jsonl", "steps.csv"]
 
 
 def test_cli_compare_under_mpiexec(tmp_path):

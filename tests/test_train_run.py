@@ -13,7 +13,7 @@ from pyadr.train.config import TrainConfig
 from pyadr.train.metrics import csv_columns, read_records
 from pyadr.train.trainer import Trainer
 
-EPOCH_KEYS = {"kind", "epoch", "step", "wall_time", "train_time", "eval_time", "train_loss", "train_acc", "test_loss", "test_acc",
+EPOCH_KEYS = {"kind", "epoch", "step", "wall_time", "train_time", "eval_time", "train_loss", "train_acc", "test_loss", "test_acc", "test_images",
               "lr", "conv_time", "conv_time_total", "rc", "rung"}
 
 
@@ -72,6 +72,24 @@ def test_metrics_files_have_documented_keys(tmp_path):
 
 def final_weights(out):
     return load_checkpoint(os.path.join(out, "last.npz"))[1]
+
+
+def test_periodic_evaluations_use_the_subset_and_epoch_ends_all_test_images(tmp_path):
+    from pyadr.train.compare import first_at_target
+    cfg = small_config(tmp_path, epochs=1, eval_every=5, eval_subset=40)
+    Trainer(cfg, log=quiet).run()
+    records = read_records(cfg.out)
+    evals = [r for r in records if r["kind"] == "eval"]
+    epoch = [r for r in records if r["kind"] == "epoch"][0]
+    full = epoch["test_images"]
+    assert len(evals) == 3 and full > 40
+    assert {r["test_images"] for r in evals} == {40}
+    # time to target counts whole-test-set evaluations only: a lucky subset cannot hit it early
+    lucky = [dict(evals[0], test_acc=1.0)] + evals[1:] + [epoch]
+    assert first_at_target(lucky, epoch["test_acc"]) is epoch
+    with pytest.raises(ValueError, match="eval_subset"):
+        dataclasses.replace(cfg, eval_subset=0).validate()
+
 
 
 @pytest.mark.parametrize("strategy,stop_at", [("adaptive", 11), ("exact", 16)])

@@ -45,6 +45,19 @@ def _budget_pair(text):
     return [start, end]
 
 
+def _int_or_all(text):
+    """--eval-subset: a positive int, or 'all' (None: every test image)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int or 'all', got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int or 'all', got {n}")
+    return n
+
+
 def _add_train_flags(p):
     g = p.add_argument_group("model and data")
     g.add_argument("--model", choices=MODEL_NAMES, default=S, help="network (default cifarnet)")
@@ -104,6 +117,9 @@ def _add_train_flags(p):
     g.add_argument("--eval-every-steps", "--eval-every", dest="eval_every", type=int, default=S,
                    help="test accuracy every N steps, for the curves (default: about 10 points per run; "
                         "0: at epoch ends only); evaluation time is kept out of train_time")
+    g.add_argument("--eval-subset", dest="eval_subset", type=_int_or_all, default=S,
+                   help="periodic evaluations use the first N test images (default 2000; 'all': every "
+                        "image); the evaluation at each epoch's end always uses the whole test set")
     g.add_argument("--tensorboard", dest="tensorboard", action="store_true", default=S,
                    help="also write TensorBoard event files to OUT/tensorboard (pip install pyadr[tb])")
     g.add_argument("--eval-reuse", dest="eval_reuse", action="store_true", default=S,

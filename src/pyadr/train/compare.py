@@ -21,8 +21,14 @@ def train_seconds(record):
 
 
 def first_at_target(records, target):
-    """The first (by training time) eval/epoch record with test_acc >= target, or None."""
-    for r in sorted((r for r in records if r["kind"] in ("eval", "epoch")), key=train_seconds):
+    """The first (by training time) eval/epoch record with test_acc >= target, or None. Only
+    evaluations of the whole test set count (not the periodic ones on a subset, which are
+    noisier: a lucky subset must not reach the target early)."""
+    evals = [r for r in records if r["kind"] in ("eval", "epoch")]
+    full = max((r.get("test_images") or 0 for r in evals), default=0)
+    for r in sorted(evals, key=train_seconds):
+        if r.get("test_images") not in (None, full):
+            continue
         if r.get("test_acc") is not None and r["test_acc"] >= target:
             return r
     return None

@@ -47,6 +47,7 @@ class TrainConfig:
     augment: Optional[bool] = None                  # None: crop+flip for cifar10 only
     limit_train: Optional[int] = None
     eval_every: Optional[int] = None                # steps; 0: only at the end of each epoch; None: auto (eval_every_steps)
+    eval_subset: Optional[int] = 2000               # periodic evaluations: the first N test images (None: all); epoch ends: all
     eval_reuse: bool = False
     eval_batch_size: int = 256
     # deep reuse
@@ -108,6 +109,8 @@ class TrainConfig:
              "limit_train", "must be an int >= 1")
         need(self.eval_every is None or (is_int(self.eval_every) and self.eval_every >= 0), "eval_every",
              "must be an int >= 0 (0: at epoch ends only) or null (about 10 evaluations per run)")
+        need(self.eval_subset is None or (is_int(self.eval_subset) and self.eval_subset >= 1), "eval_subset",
+             "must be an int >= 1 (periodic evaluations on the first N test images) or null (all)")
         need(isinstance(self.tensorboard, bool), "tensorboard", "must be true or false")
         need(is_int(self.L) and self.L >= 1, "L", "must be an int >= 1")
         need(is_int(self.H) and 1 <= self.H <= 64, "H", "must be an int in [1, 64]")

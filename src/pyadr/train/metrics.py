@@ -27,7 +27,7 @@ import json
 import os
 
 SCALAR_COLUMNS = ["kind", "epoch", "step", "wall_time", "train_time", "eval_time", "train_loss",
-                  "train_acc", "test_loss", "test_acc", "lr", "conv_time", "conv_time_total"]
+                  "train_acc", "test_loss", "test_acc", "test_images", "lr", "conv_time", "conv_time_total"]
 
 
 STEP_COLUMNS = ["step", "epoch", "train_time", "wall_time", "step_time", "loss", "acc", "lr"]

@@ -132,6 +132,14 @@ class Trainer:
                                         flip=augment, xp=self.xp, shard=shard)
         self.test_loader = BatchLoader(data.test_images, data.test_labels, cfg.eval_batch_size,
                                        data.mean, data.std, shuffle=False, xp=self.xp, shard=shard)
+        # periodic (mid-epoch) evaluations, for the curves, on the first eval_subset test images:
+        # 10 full passes over Fashion-MNIST's 10 000 would double a short run; epoch ends see all
+        self.test_images = len(data.test_images)
+        n = self.test_images if cfg.eval_subset is None else min(cfg.eval_subset, self.test_images)
+        self.subset_images = n
+        self.subset_loader = self.test_loader if n == self.test_images else BatchLoader(
+            data.test_images[:n], data.test_labels[:n], cfg.eval_batch_size, data.mean, data.std,
+            shuffle=False, xp=self.xp, shard=shard)
         probe_idx = np.random.default_rng([cfg.seed, PROBE]).permutation(len(data.train_images))
         probe_idx = np.sort(probe_idx[: cfg.probe_batches * cfg.batch_size])
         probe_loader = BatchLoader(data.train_images[probe_idx], data.train_labels[probe_idx],
@@ -173,7 +181,8 @@ class Trainer:
                   "eval_time": self.eval_time_total,
                   "train_loss": c["loss_sum"] / c["count"] if c["count"] else None,
                   "train_acc": c["correct"] / c["count"] if c["count"] else None,
-                  "test_loss": test[0], "test_acc": test[1], "lr": self.optimizer.lr,
+                  "test_loss": test[0], "test_acc": test[1], "test_images": test[2] if len(test) > 2 else None,
+                  "lr": self.optimizer.lr,
                   "conv_time": c["conv_time"], "conv_time_total": self.conv_time_total,
                   "rc": rc, "rung": self.schedule.labels()}
         self.metrics.write(record)
@@ -224,10 +233,12 @@ class Trainer:
             raise RuntimeError(f"the ranks' weights differ at global step {self.global_step} "
                                f"(crc32 {[int(c) for c in crcs]}): data-parallel training lost sync")
 
-    def _evaluate(self):
+    def _evaluate(self, subset=False):
+        """(test loss, test acc, images evaluated): all test images, or the periodic subset."""
         t0 = time.perf_counter()
+        loader, n = (self.subset_loader, self.subset_images) if subset else (self.test_loader, self.test_images)
         try:
-            return evaluate(self.model, self.test_loader, self.cfg.eval_reuse, comm=self.comm)[:2]
+            return tuple(evaluate(self.model, loader, self.cfg.eval_reuse, comm=self.comm)[:2]) + (n,)
         finally:
             self.eval_time_total += time.perf_counter() - t0
 
@@ -322,7 +333,7 @@ class Trainer:
                     epoch_ends = (step_in_epoch + 1 == self.steps_per_epoch
                                   or self.global_step >= self.total_steps)     # the epoch record evaluates
                     if self.eval_every and self.global_step % self.eval_every == 0 and not epoch_ends:
-                        self.last_test = self._evaluate()
+                        self.last_test = self._evaluate(subset=True)
                         rec = self._record("eval", counters, self.last_test)
                         self.log(f"step {self.global_step}: test acc {rec['test_acc']:.4f}, "
                                  f"train loss {rec['train_loss']:.4f}, {rec['wall_time']:.1f} s")
