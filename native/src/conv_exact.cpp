@@ -8,6 +8,7 @@
 //   Wm (K, M) = w (M, C, kh, kw) permuted;  y tile (R, M) = tile . Wm  -> y (B, M, OH, OW)
 //   backward per tile: dW^T (M, K) += dy rows^T . tile;  dx tile (R, K) = dy rows . Wm^T -> col2im
 #include <algorithm>
+#include <stdexcept>
 
 #include "conv_common.hpp"
 #include "gemm.hpp"
@@ -47,11 +48,10 @@ void linear_backward(const ConvGeom& g, const T* x, const T* w, const T* dy, T* 
   if (db) detail::bias_grad_rows(dy, Bn, M, db);
 }
 
-}  // namespace
-
+// The forward over tiles of rows (everything but the 1x1 linear case); also the backward's dX
+// as a transposed convolution.
 template <class T>
-void conv2d_forward_exact(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
-  if (is_linear(g)) return linear_forward(g, x, w, b, y);
+void forward_tiled(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
   const int64_t K = g.K(), M = g.M, P = g.P();
   const detail::Layout lay = detail::make_layout(g, true);
   Buffer<T> padded;
@@ -89,11 +89,63 @@ void conv2d_forward_exact(const ConvGeom& g, const T* x, const T* w, const T* b,
   errors.rethrow();
 }
 
+
+// Rows per tile of the weight gradient: its GEMM's depth (dW^T (M, K) += rows^T . tile), so
+// deeper tiles read and write the (M, K) accumulator less often; about 1 MB of tile (L2), at most
+// one image's rows and 256 (the GEMM's KC).
+int64_t dw_tile_rows(const ConvGeom& g) {
+  const int64_t R = std::max<int64_t>(12, 262144 / std::max<int64_t>(g.K(), 1) / 12 * 12);
+  return std::min<int64_t>({R, int64_t(256), g.P()});
+}
+
+// dX as the forward convolution of dy with the flipped, transposed weights (stride 1 only):
+// dx[b, c, h, w] = sum_{m, i, j} dy_p[b, m, h + i*dh - qh, w + j*dw - qw] * w[m, c, kh-1-i, kw-1-j]
+// with qh = dh*(kh-1) - ph: the forward's tiled implicit im2col and GEMM, no col2im scatter,
+// no zero-filled padded dx, no unpad. False (the caller scatters) for strides > 1, padding larger
+// than the dilated kernel, or when dy's padded extent would cost more than twice the products.
+template <class T>
+bool input_grad_as_conv(const ConvGeom& g, const T* w, const T* dy, T* dx) {
+  const int64_t qh = g.dh * (g.kh - 1) - g.ph, qw = g.dw * (g.kw - 1) - g.pw;
+  if (g.sh != 1 || g.sw != 1 || qh < 0 || qw < 0 || g.H * g.W > 2 * g.P()) return false;
+  ConvGeom t;
+  t.B = g.B;
+  t.C = g.M;
+  t.H = g.OH;
+  t.W = g.OW;
+  t.M = g.C;
+  t.kh = g.kh;
+  t.kw = g.kw;
+  t.ph = qh;
+  t.pw = qw;
+  t.dh = g.dh;
+  t.dw = g.dw;
+  t.validate();
+  if (t.OH != g.H || t.OW != g.W) throw std::logic_error("internal: transposed geometry does not give x's size");
+  std::vector<T> wt(static_cast<size_t>(g.C * g.M * g.kh * g.kw));  // (C, M, kh, kw), flipped
+  for (int64_t m = 0; m < g.M; ++m)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j)
+          wt[((c * g.M + m) * g.kh + i) * g.kw + j] = w[((m * g.C + c) * g.kh + (g.kh - 1 - i)) * g.kw + (g.kw - 1 - j)];
+  forward_tiled(t, dy, wt.data(), static_cast<const T*>(nullptr), dx);
+  return true;
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_forward_exact(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
+  if (is_linear(g)) return linear_forward(g, x, w, b, y);
+  forward_tiled(g, x, w, b, y);
+}
+
 template <class T>
 void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* dy, T* dx, T* dw, T* db) {
   if (is_linear(g)) return linear_backward(g, x, w, dy, dx, dw, db);
   const int64_t K = g.K(), M = g.M, P = g.P();
   if (db) detail::bias_grad_nchw(g, dy, db);
+  if (!dx && !dw) return;
+  if (dx && input_grad_as_conv(g, w, dy, dx)) dx = nullptr;  // done: the loop below is dW only
   if (!dx && !dw) return;
   const detail::Layout lay = detail::make_layout(g, true);
   Buffer<T> padded, dpadded;
@@ -110,7 +162,14 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
   std::vector<T> Wm(K * M);
   detail::weights_to_matrix(g, Order::HWC, w, Wm.data());
   const auto runs = detail::column_runs(g, lay, Order::HWC, 0, K);
-  const int64_t R = tile_rows(g);
+  // dW's tile is gathered straight into the GEMM's B panels (builtin provider; BLAS reads it as
+  // a plain row-major tile), deeper than dX's scatter tile.
+  const bool panels = dw && gemm_provider() == GemmProvider::Builtin;
+  const int NR = detail::gemm_panel_width<T>();
+  const int64_t Kp = (K + NR - 1) / NR * NR;
+  const int64_t R = dx ? tile_rows(g) : (panels ? dw_tile_rows(g) : tile_rows(g));
+  const int64_t panel = R * NR;  // values per panel of a tile laid out for gemm_panels
+  const std::vector<detail::Run> pruns = panels ? detail::panel_runs(runs, NR, panel) : std::vector<detail::Run>();
   const int nt = detail::threads_for(g.B);
   std::unique_ptr<detail::PackedB<T>> WTp;  // Wm^T (M x K), packed once for every tile
   if (dx) WTp.reset(new detail::PackedB<T>(true, M, K, Wm.data(), M));
@@ -121,10 +180,14 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
 #endif
   {
     const int tid = detail::thread_id();
-    Buffer<T> col, rows;
+    Buffer<T> col, rows, ptile;
     errors.run([&] {
-      col.resize(R * K);
+      col.resize(dx || !panels ? R * K : 0);
       rows.resize(R * M);
+      if (panels) {
+        ptile.resize(R * Kp);
+        std::fill(ptile.data(), ptile.data() + R * Kp, T(0));  // the last panel's columns >= K stay 0
+      }
     });
     T* dWt = dw ? dW_parts.data() + static_cast<size_t>(tid) * K * M : nullptr;
 #ifdef _OPENMP
@@ -136,11 +199,17 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
         for (int64_t p0 = 0; p0 < P; p0 += R) {
           const int64_t len = std::min(R, P - p0), n0 = bimg * P + p0;
           detail::load_rows_nchw(g, n0, len, dy, rows.data());
-          if (dw) {
+          if (dw && panels) {
+            // dW^T (M, K) += rows^T (M, len) . tile (len, K), the tile already in B's panels.
+            for (int64_t r = 0; r < len; ++r)
+              detail::gather_runs(xp + detail::row_base(g, lay, n0 + r), pruns.data(), pruns.size(),
+                                  ptile.data() + r * NR);
+            detail::gemm_panels<T>(true, M, K, len, T(1), rows.data(), M, ptile.data(), panel, T(1), dWt, K);
+          } else if (dw) {
             for (int64_t r = 0; r < len; ++r)
               detail::gather_runs(xp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(), col.data() + r * K);
-            // dW^T (M, K) += rows^T (M, len) . col (len, K): col is packed as B (vector copies), not
-            // transposed into MR-row panels as the A of dW = col^T . rows would be.
+            // col is packed as B (vector copies), not transposed into MR-row panels as the A of
+            // dW = col^T . rows would be.
             gemm<T>(true, false, M, K, len, T(1), rows.data(), M, col.data(), K, T(1), dWt, K);
           }
           if (dx) {

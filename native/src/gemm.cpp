@@ -361,6 +361,27 @@ void gemm_packed(bool transA, int64_t m, T alpha, const T* A, int64_t lda, const
              });
 }
 
+template <class T>
+int gemm_panel_width() {
+  return kernel<T>().NR;
+}
+
+template <class T>
+void gemm_panels(bool transA, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda, const T* Bp,
+                 int64_t panel, T beta, T* C, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  const Kernel<T> ker = kernel<T>();
+  run_blocks(ker, transA, m, n, k, alpha, A, lda, beta, C, ldc, [&](int64_t jc, int64_t pc, int64_t, int64_t) {
+    return PanelB<T>{Bp + (jc / ker.NR) * panel + pc * ker.NR, panel, ker.NR};
+  });
+}
+
+template int gemm_panel_width<float>();
+template int gemm_panel_width<double>();
+template void gemm_panels<float>(bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
+                                 int64_t, float, float*, int64_t);
+template void gemm_panels<double>(bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
+                                  int64_t, double, double*, int64_t);
 template class PackedB<float>;
 template class PackedB<double>;
 template void gemm_packed<float>(bool, int64_t, float, const float*, int64_t, const PackedB<float>&, float, float*,

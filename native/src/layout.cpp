@@ -1,6 +1,8 @@
 // Padded layouts, column runs and NCHW row stores: the im2col machinery without the matrix.
 #include "layout.hpp"
 
+#include <algorithm>
+#include <climits>
 #include <string>
 
 namespace pyadr {
@@ -54,6 +56,21 @@ std::vector<Run> column_runs(const ConvGeom& g, const Layout& l, Order order, in
     }
   }
   return runs;
+}
+
+std::vector<Run> panel_runs(const std::vector<Run>& runs, int NR, int64_t panel) {
+  std::vector<Run> pieces;
+  for (const Run& u : runs) {
+    for (int32_t t = 0; t < u.len;) {
+      const int64_t c = int64_t(u.dst) + t;
+      const int32_t len = static_cast<int32_t>(std::min<int64_t>(u.len - t, NR - c % NR));
+      const int64_t dst = (c / NR) * panel + c % NR;
+      if (dst > INT32_MAX) throw Error("internal: im2col tile too large for 32-bit run offsets");
+      pieces.push_back(Run{u.src + t, static_cast<int32_t>(dst), len});
+      t += len;
+    }
+  }
+  return pieces;
 }
 
 bool layout_is_input(const ConvGeom& g, const Layout& l) {
