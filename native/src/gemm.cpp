@@ -9,6 +9,9 @@
 // parallel region.
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "gemm.hpp"
 
@@ -156,7 +159,7 @@ __attribute__((target(PYADR_X86_AVX2))) void rows_f64_avx2(const PanelArgs<doubl
 void rows_f32_base(const PanelArgs<float>& a) { row_panels<float, 4, 2, 4>(a); }
 void rows_f64_base(const PanelArgs<double>& a) { row_panels<double, 4, 2, 2>(a); }
 
-int detect_level() {
+int cpu_level() {
 #if PYADR_HAVE_DISPATCH
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
@@ -166,6 +169,30 @@ int detect_level() {
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
 #endif
   return 0;
+}
+
+// The CPU's level, lowered by PYADR_SIMD=avx2|baseline (testing the other kernels on one machine;
+// a level above the CPU's is clamped to it, simd_level() says which ran). Only the GEMM kernels
+// follow it: the row operations dispatch through target_clones on the CPU alone. An unknown value
+// is ignored with a warning on stderr (this runs lazily, possibly inside a parallel region or
+// behind a noexcept C entry point, so it cannot throw); simd_level() then names it too.
+bool g_bad_simd_env = false;
+
+int detect_level() {
+  const int cpu = cpu_level();
+  const char* env = std::getenv("PYADR_SIMD");
+  if (!env || !*env) return cpu;
+  const std::string want(env);
+  int lv;
+  if (want == "avx512") lv = 2;
+  else if (want == "avx2") lv = 1;
+  else if (want == "baseline") lv = 0;
+  else {
+    std::fprintf(stderr, "pyadr: PYADR_SIMD='%s' ignored: use avx512, avx2 or baseline (or unset)\n", env);
+    g_bad_simd_env = true;
+    return cpu;
+  }
+  return std::min(lv, cpu);
 }
 
 int level() {
@@ -408,7 +435,10 @@ void set_gemm_provider(GemmProvider p) {
 GemmProvider gemm_provider() { return static_cast<GemmProvider>(g_provider.load()); }
 
 const char* simd_level() {
-  switch (level()) {
+  const int lv = level();
+  if (g_bad_simd_env) return lv == 2 ? "avx512 (PYADR_SIMD ignored)" : lv == 1 ? "avx2 (PYADR_SIMD ignored)"
+                                                                         : "baseline (PYADR_SIMD ignored)";
+  switch (lv) {
     case 2: return "avx512";
     case 1: return "avx2";
     default: return "baseline";
