@@ -4,7 +4,7 @@ Each part is timed with the others interleaved (one call of each per round), so 
 shared with other jobs slows them alike; the MINIMUM over rounds is printed (the best estimate of
 the undisturbed time), with the median beside it. No assertion: a measurement, not a test.
 
-Usage: python tools/bench_exact_parts.py [--layers conv2,vgg] [--rounds 20] [--threads 2] [--f64]
+Usage: python tools/bench_exact_parts.py [--layers conv2,vgg] [--rounds 20] [--threads 2] [--f64] [--torch]
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--f64", action="store_true")
+    ap.add_argument("--torch", action="store_true", help="also time torch F.conv2d fwd and its dW+dX (oneDNN)")
     a = ap.parse_args(argv)
     pyadr.set_num_threads(a.threads)
     dt = np.float64 if a.f64 else np.float32
@@ -46,18 +47,46 @@ def main(argv=None):
             "dX": lambda: _native.conv_backward_exact(code, g, x, w, dy, dx, None, None),
             "dW+dX": lambda: _native.conv_backward_exact(code, g, x, w, dy, dx, dw, db),
         }
+        if a.torch:
+            import torch
+            import torch.nn.functional as F
+            torch.set_num_threads(a.threads)
+            tx, tw, tb = (torch.from_numpy(np.array(v)).requires_grad_(True) for v in (x, w, b))
+            tdy = torch.from_numpy(dy)
+
+            def torch_fwd():
+                with torch.no_grad():
+                    F.conv2d(tx, tw, tb, stride=stride, padding=padding)
+
+            def torch_bwd():  # the forward is not timed: its graph is built outside the clock
+                torch.autograd.grad(state["y"], (tx, tw, tb), tdy)
+
+            state = {}
+
+            def torch_graph():
+                state["y"] = F.conv2d(tx, tw, tb, stride=stride, padding=padding)
+
+            parts["torch fwd"] = torch_fwd
+            parts["torch dW+dX"] = (torch_graph, torch_bwd)
         for f in parts.values():
-            f()
+            if isinstance(f, tuple):
+                f[0]()
+                f[1]()
+            else:
+                f()
         times = {p: [] for p in parts}
         for _ in range(a.rounds):
             for p, f in parts.items():
+                if isinstance(f, tuple):  # (untimed setup, timed call)
+                    f[0]()
+                    f = f[1]
                 t0 = time.perf_counter()
                 f()
                 times[p].append(time.perf_counter() - t0)
         print(f"{name}: x {x.shape} w {w.shape}")
         for p, t in times.items():
             mn, md = min(t), float(np.median(t))
-            fl = flops * (2 if p == "dW+dX" else 1)
+            fl = flops * (2 if p.endswith("dW+dX") else 1)
             print(f"  {p:<6} {mn * 1e3:8.2f} ms ({md * 1e3:7.2f})  {fl / mn / 1e9:6.1f} GFLOP/s")
 
 
