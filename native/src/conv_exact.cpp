@@ -1,12 +1,15 @@
 // Exact convolution: tiled implicit im2col + GEMM. The im2col matrix is never materialised: each
 // thread gathers a tile of rows (cache-sized) from a padded NHWC copy of x, multiplies it by the
-// weights and writes NCHW output. Backward: per-thread dW partials (reduced in a fixed order,
-// so results are deterministic for a thread count) and col2im by scatter-add into the padded dx
-// of the thread's own images (no races, no atomics), each image unpadded to NCHW once complete.
+// weights and writes NCHW output. Backward (docs/engine-builtin.md): dX at stride 1 is the forward
+// convolution of dy with the flipped, transposed weights (no col2im); otherwise col2im by
+// scatter-add into the padded dx of the thread's own images (no races, no atomics), each image
+// unpadded to NCHW once complete. dW: per-thread partials (reduced in a fixed order, so results
+// are deterministic for a thread count), the tile gathered straight into the GEMM's B panels.
 //
 //   x (B, C, H, W) -> xp (B, Hp, Wp, C);  tile (R, K) rows (b, oh, ow), K = (kh, kw, C)
 //   Wm (K, M) = w (M, C, kh, kw) permuted;  y tile (R, M) = tile . Wm  -> y (B, M, OH, OW)
-//   backward per tile: dW^T (M, K) += dy rows^T . tile;  dx tile (R, K) = dy rows . Wm^T -> col2im
+//   backward per tile: dW^T (M, K) += dy rows^T . tile;  dx (stride 1) = conv(dy, flip(w)^T),
+//   else dx tile (R, K) = dy rows . Wm^T -> col2im
 #include <algorithm>
 #include <stdexcept>
 
