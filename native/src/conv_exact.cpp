@@ -95,10 +95,12 @@ void forward_tiled(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) 
 
 // Rows per tile of the weight gradient: its GEMM's depth (dW^T (M, K) += rows^T . tile), so
 // deeper tiles read and write the (M, K) accumulator less often; about 1 MB of tile (L2), at most
-// one image's rows and 256 (the GEMM's KC).
+// one image's rows and 256 (the GEMM's KC); an image's tiles of equal depth (conv2: 2 x 98, not
+// 156 + 40).
 int64_t dw_tile_rows(const ConvGeom& g) {
-  const int64_t R = std::max<int64_t>(12, 262144 / std::max<int64_t>(g.K(), 1) / 12 * 12);
-  return std::min<int64_t>({R, int64_t(256), g.P()});
+  const int64_t R = std::min<int64_t>({std::max<int64_t>(12, 262144 / std::max<int64_t>(g.K(), 1)), int64_t(256), g.P()});
+  const int64_t tiles = (g.P() + R - 1) / R;
+  return (g.P() + tiles - 1) / tiles;
 }
 
 // dX as the forward convolution of dy with the flipped, transposed weights (stride 1 only):
