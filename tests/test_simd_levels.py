@@ -22,8 +22,8 @@ GEOMS = [
     (2, 19, 20, 18, 13, 5, 3, 1, 2, 1),    # P = 360 > 256 rows, K = 285, M = 13
     (1, 37, 9, 11, 7, 3, 5, 1, 1, 1),      # K = 555 > 512: two column blocks
     (2, 6, 12, 10, 33, 3, 3, 1, 3, 2),     # dilated, padding > 1, M = 33
-    (2, 5, 11, 9, 17, 3, 3, 2, 1, 1),      # stride 2: dX by scatter
-    (3, 4, 6, 6, 5, 5, 5, 1, 0, 1),        # valid padding: dX by scatter (dy's padded extent too large)
+    (2, 5, 11, 9, 17, 3, 3, 2, 1, 1),      # stride 2
+    (3, 4, 6, 6, 5, 5, 5, 1, 0, 1),        # valid padding, P = 4 < one tile
 ]
 
 _CHILD = r"""
@@ -42,7 +42,9 @@ for gi, (B, C, H, W, M, kh, kw, s, p, d) in enumerate(geoms):
         y, ctx = pyadr.conv2d_forward(x, w, b, stride=s, padding=p, dilation=d)
         dy = rng.standard_normal(y.shape).astype(dt)
         dx, dw, db = pyadr.conv2d_backward(dy, ctx)
-        for name, a in (("x", x), ("w", w), ("b", b), ("y", y), ("dy", dy), ("dx", dx), ("dw", dw), ("db", db)):
+        _, dw_only, _ = pyadr.conv2d_backward(dy, ctx, input_grad=False)  # dW alone: deeper tiles
+        for name, a in (("x", x), ("w", w), ("b", b), ("y", y), ("dy", dy), ("dx", dx), ("dw", dw), ("db", db),
+                        ("dwonly", dw_only)):
             np.save(f"{out}/{gi}_{dt}_{name}.npy", a)
 print(json.dumps(res))
 """
@@ -69,7 +71,7 @@ def test_exact_conv_at_each_simd_level(level, tmp_path):
     assert info["simd"] == expect
     for gi, (B, C, H, W, M, kh, kw, s, p, d) in enumerate(GEOMS):
         for dt in dtypes:
-            ld = {n: np.load(tmp_path / f"{gi}_{dt}_{n}.npy") for n in ("x", "w", "b", "y", "dy", "dx", "dw", "db")}
+            ld = {n: np.load(tmp_path / f"{gi}_{dt}_{n}.npy") for n in ("x", "w", "b", "y", "dy", "dx", "dw", "db", "dwonly")}
             yr, rctx = ref.conv2d_forward(ld["x"], ld["w"], ld["b"], s, p, d)
             dxr, dwr, dbr = ref.conv2d_backward(ld["dy"], rctx)
             msg = f"{level} geom {GEOMS[gi]} {dt}"
@@ -77,6 +79,7 @@ def test_exact_conv_at_each_simd_level(level, tmp_path):
             assert_close(ld["dx"], dxr, np.dtype(dt), err_msg=msg + " dx")
             assert_close(ld["dw"], dwr, np.dtype(dt), err_msg=msg + " dw")
             assert_close(ld["db"], dbr, np.dtype(dt), err_msg=msg + " db")
+            assert_close(ld["dwonly"], dwr, np.dtype(dt), err_msg=msg + " dw without dx")
 
 
 def test_unknown_simd_value_is_reported_not_fatal():

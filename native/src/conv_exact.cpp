@@ -1,17 +1,14 @@
 // Exact convolution: tiled implicit im2col + GEMM. The im2col matrix is never materialised: each
 // thread gathers a tile of rows (cache-sized) from a padded NHWC copy of x, multiplies it by the
-// weights and writes NCHW output. Backward (docs/engine-builtin.md): dX at stride 1 is the forward
-// convolution of dy with the flipped, transposed weights (no col2im); otherwise col2im by
-// scatter-add into the padded dx of the thread's own images (no races, no atomics), each image
-// unpadded to NCHW once complete. dW: per-thread partials (reduced in a fixed order, so results
-// are deterministic for a thread count), the tile gathered straight into the GEMM's B panels.
+// weights and writes NCHW output. Backward: per-thread dW partials (reduced in a fixed order,
+// so results are deterministic for a thread count), each dW tile gathered straight into the
+// GEMM's B panels, and col2im by scatter-add into the padded dx of the thread's own images (no
+// races, no atomics), each image unpadded to NCHW once complete (docs/engine-builtin.md).
 //
 //   x (B, C, H, W) -> xp (B, Hp, Wp, C);  tile (R, K) rows (b, oh, ow), K = (kh, kw, C)
 //   Wm (K, M) = w (M, C, kh, kw) permuted;  y tile (R, M) = tile . Wm  -> y (B, M, OH, OW)
-//   backward per tile: dW^T (M, K) += dy rows^T . tile;  dx (stride 1) = conv(dy, flip(w)^T),
-//   else dx tile (R, K) = dy rows . Wm^T -> col2im
+//   backward per tile: dW^T (M, K) += dy rows^T . tile;  dx tile (R, K) = dy rows . Wm^T -> col2im
 #include <algorithm>
-#include <stdexcept>
 
 #include "conv_common.hpp"
 #include "gemm.hpp"
@@ -51,10 +48,21 @@ void linear_backward(const ConvGeom& g, const T* x, const T* w, const T* dy, T* 
   if (db) detail::bias_grad_rows(dy, Bn, M, db);
 }
 
-// The forward over tiles of rows (everything but the 1x1 linear case); also the backward's dX
-// as a transposed convolution.
+// Rows per tile of the weight gradient: its GEMM's depth (dW^T (M, K) += rows^T . tile), so
+// deeper tiles read and write the (M, K) accumulator less often; about 1 MB of tile (L2), at most
+// one image's rows and 256 (the GEMM's KC); an image's tiles of equal depth (conv2: 2 x 98, not
+// 156 + 40).
+int64_t dw_tile_rows(const ConvGeom& g) {
+  const int64_t R = std::min<int64_t>({std::max<int64_t>(12, 262144 / std::max<int64_t>(g.K(), 1)), int64_t(256), g.P()});
+  const int64_t tiles = (g.P() + R - 1) / R;
+  return (g.P() + tiles - 1) / tiles;
+}
+
+}  // namespace
+
 template <class T>
-void forward_tiled(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
+void conv2d_forward_exact(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
+  if (is_linear(g)) return linear_forward(g, x, w, b, y);
   const int64_t K = g.K(), M = g.M, P = g.P();
   const detail::Layout lay = detail::make_layout(g, true);
   Buffer<T> padded;
@@ -92,65 +100,11 @@ void forward_tiled(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) 
   errors.rethrow();
 }
 
-
-// Rows per tile of the weight gradient: its GEMM's depth (dW^T (M, K) += rows^T . tile), so
-// deeper tiles read and write the (M, K) accumulator less often; about 1 MB of tile (L2), at most
-// one image's rows and 256 (the GEMM's KC); an image's tiles of equal depth (conv2: 2 x 98, not
-// 156 + 40).
-int64_t dw_tile_rows(const ConvGeom& g) {
-  const int64_t R = std::min<int64_t>({std::max<int64_t>(12, 262144 / std::max<int64_t>(g.K(), 1)), int64_t(256), g.P()});
-  const int64_t tiles = (g.P() + R - 1) / R;
-  return (g.P() + tiles - 1) / tiles;
-}
-
-// dX as the forward convolution of dy with the flipped, transposed weights (stride 1 only):
-// dx[b, c, h, w] = sum_{m, i, j} dy_p[b, m, h + i*dh - qh, w + j*dw - qw] * w[m, c, kh-1-i, kw-1-j]
-// with qh = dh*(kh-1) - ph: the forward's tiled implicit im2col and GEMM, no col2im scatter,
-// no zero-filled padded dx, no unpad. False (the caller scatters) for strides > 1, padding larger
-// than the dilated kernel, or when dy's padded extent would cost more than twice the products.
-template <class T>
-bool input_grad_as_conv(const ConvGeom& g, const T* w, const T* dy, T* dx) {
-  const int64_t qh = g.dh * (g.kh - 1) - g.ph, qw = g.dw * (g.kw - 1) - g.pw;
-  if (g.sh != 1 || g.sw != 1 || qh < 0 || qw < 0 || g.H * g.W > 2 * g.P()) return false;
-  ConvGeom t;
-  t.B = g.B;
-  t.C = g.M;
-  t.H = g.OH;
-  t.W = g.OW;
-  t.M = g.C;
-  t.kh = g.kh;
-  t.kw = g.kw;
-  t.ph = qh;
-  t.pw = qw;
-  t.dh = g.dh;
-  t.dw = g.dw;
-  t.validate();
-  if (t.OH != g.H || t.OW != g.W) throw std::logic_error("internal: transposed geometry does not give x's size");
-  std::vector<T> wt(static_cast<size_t>(g.C * g.M * g.kh * g.kw));  // (C, M, kh, kw), flipped
-  for (int64_t m = 0; m < g.M; ++m)
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t i = 0; i < g.kh; ++i)
-        for (int64_t j = 0; j < g.kw; ++j)
-          wt[((c * g.M + m) * g.kh + i) * g.kw + j] = w[((m * g.C + c) * g.kh + (g.kh - 1 - i)) * g.kw + (g.kw - 1 - j)];
-  forward_tiled(t, dy, wt.data(), static_cast<const T*>(nullptr), dx);
-  return true;
-}
-
-}  // namespace
-
-template <class T>
-void conv2d_forward_exact(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
-  if (is_linear(g)) return linear_forward(g, x, w, b, y);
-  forward_tiled(g, x, w, b, y);
-}
-
 template <class T>
 void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* dy, T* dx, T* dw, T* db) {
   if (is_linear(g)) return linear_backward(g, x, w, dy, dx, dw, db);
   const int64_t K = g.K(), M = g.M, P = g.P();
   if (db) detail::bias_grad_nchw(g, dy, db);
-  if (!dx && !dw) return;
-  if (dx && input_grad_as_conv(g, w, dy, dx)) dx = nullptr;  // done: the loop below is dW only
   if (!dx && !dw) return;
   const detail::Layout lay = detail::make_layout(g, true);
   Buffer<T> padded, dpadded;
