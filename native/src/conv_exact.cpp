@@ -1,8 +1,9 @@
 // Exact convolution: tiled implicit im2col + GEMM. The im2col matrix is never materialised: each
 // thread gathers a tile of rows (cache-sized) from a padded NHWC copy of x, multiplies it by the
 // weights and writes NCHW output. Backward: per-thread dW partials (reduced in a fixed order,
-// so results are deterministic for a thread count) and col2im by scatter-add into the padded dx
-// of the thread's own images (no races, no atomics), each image unpadded to NCHW once complete.
+// so results are deterministic for a thread count), each dW tile gathered straight into the
+// GEMM's B panels, and col2im by scatter-add into the padded dx of the thread's own images (no
+// races, no atomics), each image unpadded to NCHW once complete (docs/engine-builtin.md).
 //
 //   x (B, C, H, W) -> xp (B, Hp, Wp, C);  tile (R, K) rows (b, oh, ow), K = (kh, kw, C)
 //   Wm (K, M) = w (M, C, kh, kw) permuted;  y tile (R, M) = tile . Wm  -> y (B, M, OH, OW)
@@ -30,6 +31,16 @@ bool is_linear(const ConvGeom& g) {
 int64_t tile_rows(const ConvGeom& g) {
   const int64_t R = std::max<int64_t>(12, 98304 / std::max<int64_t>(g.K(), 1) / 12 * 12);
   return std::min<int64_t>(R, g.P());
+}
+
+// Rows per tile of the weight gradient: its GEMM's depth (dW^T (M, K) += rows^T . tile), so
+// deeper tiles read and write the (M, K) accumulator less often; about 1 MB of tile (L2), at most
+// one image's rows and 256 (the GEMM's KC); an image's tiles of equal depth (conv2: 2 x 98, not
+// 156 + 40).
+int64_t dw_tile_rows(const ConvGeom& g) {
+  const int64_t R = std::min<int64_t>({std::max<int64_t>(12, 262144 / std::max<int64_t>(g.K(), 1)), int64_t(256), g.P()});
+  const int64_t tiles = (g.P() + R - 1) / R;
+  return (g.P() + tiles - 1) / tiles;
 }
 
 }  // namespace
@@ -97,7 +108,14 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
   std::vector<T> Wm(K * M);
   detail::weights_to_matrix(g, Order::HWC, w, Wm.data());
   const auto runs = detail::column_runs(g, lay, Order::HWC, 0, K);
-  const int64_t R = tile_rows(g);
+  // dW's tile is gathered straight into the GEMM's B panels (builtin provider; BLAS reads it as
+  // a plain row-major tile), deeper than dX's scatter tile.
+  const bool panels = dw && gemm_provider() == GemmProvider::Builtin;
+  const int NR = detail::gemm_panel_width<T>();
+  const int64_t Kp = (K + NR - 1) / NR * NR;
+  const int64_t R = dx ? tile_rows(g) : (panels ? dw_tile_rows(g) : tile_rows(g));
+  const int64_t panel = R * NR;  // values per panel of a tile laid out for gemm_panels
+  const std::vector<detail::Run> pruns = panels ? detail::panel_runs(runs, NR, panel) : std::vector<detail::Run>();
   const int nt = detail::threads_for(g.B);
   std::unique_ptr<detail::PackedB<T>> WTp;  // Wm^T (M x K), packed once for every tile
   if (dx) WTp.reset(new detail::PackedB<T>(true, M, K, Wm.data(), M));
@@ -108,10 +126,14 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
 #endif
   {
     const int tid = detail::thread_id();
-    Buffer<T> col, rows;
+    Buffer<T> col, rows, ptile;
     errors.run([&] {
-      col.resize(R * K);
+      col.resize(dx || !panels ? R * K : 0);
       rows.resize(R * M);
+      if (panels) {
+        ptile.resize(R * Kp);
+        std::fill(ptile.data(), ptile.data() + R * Kp, T(0));  // the last panel's columns >= K stay 0
+      }
     });
     T* dWt = dw ? dW_parts.data() + static_cast<size_t>(tid) * K * M : nullptr;
 #ifdef _OPENMP
@@ -123,11 +145,17 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
         for (int64_t p0 = 0; p0 < P; p0 += R) {
           const int64_t len = std::min(R, P - p0), n0 = bimg * P + p0;
           detail::load_rows_nchw(g, n0, len, dy, rows.data());
-          if (dw) {
+          if (dw && panels) {
+            // dW^T (M, K) += rows^T (M, len) . tile (len, K), the tile already in B's panels.
+            for (int64_t r = 0; r < len; ++r)
+              detail::gather_runs(xp + detail::row_base(g, lay, n0 + r), pruns.data(), pruns.size(),
+                                  ptile.data() + r * NR);
+            detail::gemm_panels<T>(true, M, K, len, T(1), rows.data(), M, ptile.data(), panel, T(1), dWt, K);
+          } else if (dw) {
             for (int64_t r = 0; r < len; ++r)
               detail::gather_runs(xp + detail::row_base(g, lay, n0 + r), runs.data(), runs.size(), col.data() + r * K);
-            // dW^T (M, K) += rows^T (M, len) . col (len, K): col is packed as B (vector copies), not
-            // transposed into MR-row panels as the A of dW = col^T . rows would be.
+            // col is packed as B (vector copies), not transposed into MR-row panels as the A of
+            // dW = col^T . rows would be.
             gemm<T>(true, false, M, K, len, T(1), rows.data(), M, col.data(), K, T(1), dWt, K);
           }
           if (dx) {

@@ -9,6 +9,9 @@
 // parallel region.
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "gemm.hpp"
 
@@ -146,6 +149,15 @@ __attribute__((target(PYADR_X86_AVX512))) void rows_f32_avx512(const PanelArgs<f
 __attribute__((target(PYADR_X86_AVX512))) void rows_f64_avx512(const PanelArgs<double>& a) {
   row_panels<double, 12, 2, 8>(a);
 }
+// 8 x 48 (24 accumulators, 3 B vectors and 8 broadcasts per step, 11 loads per 24 FMAs against
+// 12 x 32's 14): for gemm_panels, whose m is a layer's output channels (64, 128: multiples of 8,
+// where 12-row panels leave a third of the last one empty) and whose n (K) is wide.
+__attribute__((target(PYADR_X86_AVX512))) void rows_f32_avx512_wide(const PanelArgs<float>& a) {
+  row_panels<float, 8, 3, 16>(a);
+}
+__attribute__((target(PYADR_X86_AVX512))) void rows_f64_avx512_wide(const PanelArgs<double>& a) {
+  row_panels<double, 8, 3, 8>(a);
+}
 __attribute__((target(PYADR_X86_AVX2))) void rows_f32_avx2(const PanelArgs<float>& a) {
   row_panels<float, 6, 2, 8>(a);
 }
@@ -156,7 +168,7 @@ __attribute__((target(PYADR_X86_AVX2))) void rows_f64_avx2(const PanelArgs<doubl
 void rows_f32_base(const PanelArgs<float>& a) { row_panels<float, 4, 2, 4>(a); }
 void rows_f64_base(const PanelArgs<double>& a) { row_panels<double, 4, 2, 2>(a); }
 
-int detect_level() {
+int cpu_level() {
 #if PYADR_HAVE_DISPATCH
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
@@ -166,6 +178,30 @@ int detect_level() {
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
 #endif
   return 0;
+}
+
+// The CPU's level, lowered by PYADR_SIMD=avx2|baseline (testing the other kernels on one machine;
+// a level above the CPU's is clamped to it, simd_level() says which ran). Only the GEMM kernels
+// follow it: the row operations dispatch through target_clones on the CPU alone. An unknown value
+// is ignored with a warning on stderr (this runs lazily, possibly inside a parallel region or
+// behind a noexcept C entry point, so it cannot throw); simd_level() then names it too.
+bool g_bad_simd_env = false;
+
+int detect_level() {
+  const int cpu = cpu_level();
+  const char* env = std::getenv("PYADR_SIMD");
+  if (!env || !*env) return cpu;
+  const std::string want(env);
+  int lv;
+  if (want == "avx512") lv = 2;
+  else if (want == "avx2") lv = 1;
+  else if (want == "baseline") lv = 0;
+  else {
+    std::fprintf(stderr, "pyadr: PYADR_SIMD='%s' ignored: use avx512, avx2 or baseline (or unset)\n", env);
+    g_bad_simd_env = true;
+    return cpu;
+  }
+  return std::min(lv, cpu);
 }
 
 int level() {
@@ -190,6 +226,24 @@ Kernel<double> kernel<double>() {
   if (level() == 1) return {6, 8, rows_f64_avx2};
 #endif
   return {4, 4, rows_f64_base};
+}
+
+// The kernel of gemm_panels: 8 x 48 on AVX-512, else the default's.
+template <class T>
+Kernel<T> wide_kernel();
+template <>
+Kernel<float> wide_kernel<float>() {
+#if PYADR_HAVE_DISPATCH
+  if (level() == 2) return {8, 48, rows_f32_avx512_wide};
+#endif
+  return kernel<float>();
+}
+template <>
+Kernel<double> wide_kernel<double>() {
+#if PYADR_HAVE_DISPATCH
+  if (level() == 2) return {8, 24, rows_f64_avx512_wide};
+#endif
+  return kernel<double>();
 }
 
 // Packs B(pc:pc+kc, jc:jc+nc) into NR-wide panels, zero-padded. B(p, j) = B[p * rsB + j * csB].
@@ -240,8 +294,9 @@ void run_blocks(const Kernel<T>& ker, bool ta, int64_t m, int64_t n, int64_t k, 
   const bool top = !detail::in_parallel();
   const int64_t panels = (m + ker.MR - 1) / ker.MR;
   const int nthreads = (top && m * n * k > (int64_t(1) << 18)) ? detail::threads_for(panels) : 1;
-  for (int64_t jc = 0; jc < n; jc += NC) {
-    const int64_t nc = std::min<int64_t>(NC, n - jc);
+  const int64_t ncb = NC / ker.NR * ker.NR;  // column blocks of whole panels (NC for NR = 2^i)
+  for (int64_t jc = 0; jc < n; jc += ncb) {
+    const int64_t nc = std::min<int64_t>(ncb, n - jc);
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min<int64_t>(KC, k - pc);
       const PanelB<T> Bp = panel(jc, pc, kc, nc);
@@ -361,6 +416,27 @@ void gemm_packed(bool transA, int64_t m, T alpha, const T* A, int64_t lda, const
              });
 }
 
+template <class T>
+int gemm_panel_width() {
+  return wide_kernel<T>().NR;
+}
+
+template <class T>
+void gemm_panels(bool transA, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda, const T* Bp,
+                 int64_t panel, T beta, T* C, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  const Kernel<T> ker = wide_kernel<T>();
+  run_blocks(ker, transA, m, n, k, alpha, A, lda, beta, C, ldc, [&](int64_t jc, int64_t pc, int64_t, int64_t) {
+    return PanelB<T>{Bp + (jc / ker.NR) * panel + pc * ker.NR, panel, ker.NR};
+  });
+}
+
+template int gemm_panel_width<float>();
+template int gemm_panel_width<double>();
+template void gemm_panels<float>(bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
+                                 int64_t, float, float*, int64_t);
+template void gemm_panels<double>(bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
+                                  int64_t, double, double*, int64_t);
 template class PackedB<float>;
 template class PackedB<double>;
 template void gemm_packed<float>(bool, int64_t, float, const float*, int64_t, const PackedB<float>&, float, float*,
@@ -387,7 +463,10 @@ void set_gemm_provider(GemmProvider p) {
 GemmProvider gemm_provider() { return static_cast<GemmProvider>(g_provider.load()); }
 
 const char* simd_level() {
-  switch (level()) {
+  const int lv = level();
+  if (g_bad_simd_env) return lv == 2 ? "avx512 (PYADR_SIMD ignored)" : lv == 1 ? "avx2 (PYADR_SIMD ignored)"
+                                                                         : "baseline (PYADR_SIMD ignored)";
+  switch (lv) {
     case 2: return "avx512";
     case 1: return "avx2";
     default: return "baseline";

@@ -27,6 +27,18 @@ class PackedB {
   std::vector<int64_t> offsets_;
 };
 
+// The width NR of the B panels the builtin kernels read (gemm_panels' layout).
+template <class T>
+int gemm_panel_width();
+
+// C (m x n) = alpha * op(A) (m x k) * Bp + beta * C with B already laid out as the kernels' panels:
+// column c of row p at Bp[(c / NR) * panel + p * NR + c % NR], NR = gemm_panel_width<T>(), columns
+// n..ceil(n / NR) * NR - 1 present (any finite value; their results are dropped). The caller gathers
+// B straight into this layout (the exact weight gradient's im2col tile): no packing copy. Builtin only.
+template <class T>
+void gemm_panels(bool transA, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda, const T* Bp,
+                 int64_t panel, T beta, T* C, int64_t ldc);
+
 // C (m x n) = alpha * op(A) (m x k) * B + beta * C, with B packed by PackedB.
 template <class T>
 void gemm_packed(bool transA, int64_t m, T alpha, const T* A, int64_t lda, const PackedB<T>& B, T beta, T* C,

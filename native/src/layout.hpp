@@ -32,6 +32,11 @@ int64_t column_offset(const ConvGeom& g, const Layout& l, Order order, int64_t k
 // Runs covering ordered columns [k0, k1).
 std::vector<Run> column_runs(const ConvGeom& g, const Layout& l, Order order, int64_t k0, int64_t k1);
 
+// The runs cut where they cross an NR-column panel, their dst rewritten to the position in a tile
+// laid out as panels of `panel` values (gemm_panels): column c of tile row r lands at
+// r * NR + (c / NR) * panel + c % NR. gather_runs(base, pieces, ..., tile + r * NR) then fills row r.
+std::vector<Run> panel_runs(const std::vector<Run>& runs, int NR, int64_t panel);
+
 inline int64_t row_base(const ConvGeom& g, const Layout& l, int64_t n) {
   const int64_t P = g.P();
   const int64_t b = n / P, r = n % P, oh = r / g.OW, ow = r % g.OW;
