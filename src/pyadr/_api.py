@@ -67,6 +67,22 @@ def _conv_forward(x, w, b, stride, padding, dilation, reuse, kind):
     return y, ctx
 
 
+def exact_context(x, w, has_bias, stride=1, padding=0, dilation=1, kind="conv2d"):
+    """The context conv2d_forward(x, w, b, ..., reuse=None) (kind="linear": linear_forward(x, w,
+    b)) returns, without running the forward: an exact backward needs only x and w. For callers
+    that keep the inputs and run the backward later (pyadr.jax, pyadr.torch's exact grad op)."""
+    if kind == "linear":
+        x, w = _array(x, "x", 2)[:, :, None, None], _array(w, "w", 2)[:, :, None, None]
+        stride, padding, dilation = 1, 0, 1
+    else:
+        x, w = _array(x, "x", 4), _array(w, "w", 4)
+    _, geom = conv_geometry(x, w, None, stride, padding, dilation, None, _array)
+    OH, OW = _native().output_shape(geom)
+    ctx = Conv2dContext(kind, geom, x.dtype, (geom[0], geom[4], OH, OW), bool(has_bias), None)
+    ctx._x, ctx._w = x, w
+    return ctx
+
+
 def _conv_backward(dy, ctx, kind, fn_name, input_grad=True):
     check_backward(dy, ctx, Conv2dContext, kind, fn_name)
     B, C, H, W, M, kh, kw = ctx.geom[:7]

@@ -13,8 +13,8 @@ How it works:
   way (the hash planes come from ReuseConfig.seed, an automatic l2 width from x itself), then
   calls pyadr.conv2d_backward / linear_backward. The gradients are thus exactly those of the
   eager API (conv2d_forward + conv2d_backward on one context); the price is one more forward per
-  backward (with reuse, a forward at the rung's remaining ratio). reuse=None is the exact
-  convolution; its backward also goes through pyadr's own exact backward.
+  backward (a forward at the rung's remaining ratio). reuse=None is the exact convolution: its
+  backward needs only x and w (pyadr._api.exact_context), so it runs no second forward.
 - vmap: each mapped element is one pyadr call (vmap_method="sequential"), so vmap(f)(xs)[i] equals
   f(xs[i]) -- with reuse, every element is clustered on its own, as a call on it alone would be.
 - dtypes: float32 and float64 (float64 needs jax_enable_x64) run as they are; float16 and
@@ -115,7 +115,10 @@ def _vjp_op(kind, stride, padding, dilation, reuse, has_bias):
         x, w, b = _host(args[:-1])
         dy = np.ascontiguousarray(args[-1])
         with _ENGINE:
-            _, ctx = forward(x, w, b)              # the same clusters as the forward's (see above)
+            if reuse is None:                      # exact: the backward needs x and w only
+                ctx = _api.exact_context(x, w, b is not None, stride, padding, dilation, kind)
+            else:
+                _, ctx = forward(x, w, b)          # the same clusters as the forward's (see above)
             if kind == "conv2d":
                 dx, dw, db = _api.conv2d_backward(dy, ctx)
             else:

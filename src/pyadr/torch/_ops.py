@@ -26,7 +26,6 @@ import torch
 from torch import Tensor
 
 from .. import _api
-from .._context import Conv2dContext
 from . import _runtime as rt
 
 # ---- shapes (shared by the kernels and their fake versions) -------------------------------------
@@ -78,13 +77,12 @@ def _grads_out(grads, dy, x_channels_last, need_dx):
 
 def _exact_context(xa, wa, dy_shape, has_bias, stride, padding, dilation, backend):
     """The context pyadr's exact forward would have returned for (x, w): x and w themselves."""
-    if backend == "gpu":
-        from ..gpu._context import GpuConv2dContext as cls
-    else:
-        cls = Conv2dContext
+    if backend != "gpu":
+        return _api.exact_context(xa, wa, has_bias, stride, padding, dilation)
+    from ..gpu._context import GpuConv2dContext
     geom = tuple(xa.shape) + (wa.shape[0],) + tuple(wa.shape[2:]) + tuple(stride) + tuple(padding) \
         + tuple(dilation)
-    ctx = cls("conv2d", geom, xa.dtype, tuple(dy_shape), has_bias, None)
+    ctx = GpuConv2dContext("conv2d", geom, xa.dtype, tuple(dy_shape), has_bias, None)
     ctx._x, ctx._w = xa, wa
     return ctx
 
