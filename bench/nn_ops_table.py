@@ -20,6 +20,8 @@ kernels replaced (BatchNorm2d.forward_vectorised, SGD.step_array), interleaved w
 Bytes (s = element size; N elements in, M out):
   ReLU        fwd 2Ns (x, y)       bwd 3Ns (y, dy, dx)
   BatchNorm2d fwd 2Ns (x, y)       bwd 3Ns (x, dy, dx)     the statistics pass re-reads from cache
+  BN + ReLU   fwd 2Ns (x, y)       bwd 4Ns (x, dy, y, dx)   a BatchNorm2d followed by a ReLU runs
+                                                            fused, as Sequential plans it in training
   MaxPool2d   fwd Ns + M(s + 4)    bwd M(s + 4) + Ns        (the int32 argmax is kept)
   LRN         fwd 2Ns              bwd 3Ns                  (recomputing the window sums)
   Linear      fwd x + W + y        bwd dy + x + W + dx + dW
@@ -40,11 +42,12 @@ CATEGORY = {"ReLU": "relu", "MaxPool2d": "pooling", "AvgPool2d": "pooling", "Loc
             "BatchNorm2d": "batchnorm", "Linear": "linear", "Dropout": "dropout"}
 
 
-def op_bytes(mod, x, y):
+def op_bytes(mod, x, y, fused_relu=False):
     """(forward bytes, backward bytes) the op must move (pyadr.train.layer_profile's byte model)."""
     from pyadr.train.layer_profile import op_bytes as model_bytes
     w = mod.weight.data.nbytes if type(mod).__name__ == "Linear" else 0
-    return model_bytes(type(mod).__name__, x.shape, y.shape, x.itemsize, w)
+    fwd, bwd = model_bytes(type(mod).__name__, x.shape, y.shape, x.itemsize, w)
+    return fwd, bwd + (y.nbytes if fused_relu else 0)   # the backward reads y for the ReLU's mask
 
 
 def _timer(fn):
@@ -56,17 +59,26 @@ def _timer(fn):
 class _Op:
     """One layer: pyadr forward/backward on a fixed input and output gradient, and its torch twin."""
 
-    def __init__(self, label, mod, x, torch_mod=None):
+    def __init__(self, label, mod, x, torch_mod=None, fused_relu=False):
         self.label, self.mod, self.x = label, mod, x
         self.category = CATEGORY[type(mod).__name__]
-        self.y = mod.forward(x)
+        self.fused_relu = fused_relu            # BatchNorm2d with the following ReLU fused into it
+        self.y = self.forward()
         self.dy = np.random.default_rng(1).standard_normal(self.y.shape).astype(self.y.dtype)
-        self.bytes = op_bytes(mod, x, self.y)
+        self.bytes = op_bytes(mod, x, self.y, fused_relu)
         self.fwd, self.bwd, self.tfwd, self.tbwd = [], [], [], []
         self.torch_mod = torch_mod
 
+    def forward(self):
+        if self.fused_relu:
+            self.mod.relu_output = True         # what Sequential's fusion plan sets before each forward
+            y = self.mod.forward(self.x)
+            assert self.mod.relu_applied
+            return y
+        return self.mod.forward(self.x)
+
     def run(self):
-        self.fwd.append(_timer(lambda: self.mod.forward(self.x)))
+        self.fwd.append(_timer(self.forward))
         self.bwd.append(_timer(lambda: self.mod.backward(self.dy)))
         if self.torch_mod is not None:
             import torch
@@ -83,7 +95,7 @@ class _BatchNormBefore(_Op):
     def __init__(self, op):
         mod = copy.deepcopy(op.mod)
         mod.forward = mod.forward_vectorised
-        super().__init__(op.label + " before", mod, op.x)
+        super().__init__(op.label.replace("+ReLU", "") + " before", mod, op.x)
 
 
 class _Optimizer:
@@ -127,10 +139,17 @@ def build_ops(model_name, batch, torch_ok, seed=0):
     model = build_model(model_name, (1, 28, 28), 10, 1.0, seed).train()
     x = np.random.default_rng(seed).standard_normal((batch, 1, 28, 28)).astype(np.float32)
     ops = []
-    for i, mod in enumerate(model):
+    mods = list(model)
+    for i, mod in enumerate(mods):
+        if isinstance(mod, nn.ReLU) and i > 0 and isinstance(mods[i - 1], nn.BatchNorm2d):
+            x = mod.forward(x)                  # fused into the BatchNorm2d row above
+            continue
         if type(mod).__name__ in CATEGORY:
-            tmod = torch_twin(nn.Sequential(mod)).train() if torch_ok else None
-            op = _Op(f"{i}:{type(mod).__name__} {tuple(x.shape[1:])}", mod, x.copy(), tmod)
+            fused = isinstance(mod, nn.BatchNorm2d) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.ReLU)
+            twin = nn.Sequential(mod, nn.ReLU()) if fused else nn.Sequential(mod)
+            tmod = torch_twin(twin).train() if torch_ok else None
+            name = type(mod).__name__ + ("+ReLU" if fused else "")
+            op = _Op(f"{i}:{name} {tuple(x.shape[1:])}", mod, x.copy(), tmod, fused_relu=fused)
             ops.append(op)
             if isinstance(mod, nn.BatchNorm2d):
                 ops.append(_BatchNormBefore(op))

@@ -55,6 +55,45 @@ def test_batchnorm_native_matches_vectorised(rng, dtype, tol, shape, affine):
     np.testing.assert_allclose(a.forward(x), b.forward_vectorised(x), rtol=0, atol=tol * 10)
 
 
+# Batches past the float partial sums (16 images per partial in the channel-block path, one
+# plane per partial in the channel path), with a ReLU fused, against the float64 computation.
+@pytest.mark.parametrize("shape", [(40, 20, 3, 3), (130, 3, 7, 7), (37, 4, 9, 9), (129, 2, 1, 1)])
+def test_batchnorm_native_float32_large_batch_against_float64(rng, shape):
+    a, b = _bn_pair(rng, shape[1], np.float32, True)
+    b = to64(b)
+    x = (rng.standard_normal(shape) * 2 + 3).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    fused = nn.Sequential(a, nn.ReLU())
+    y = fused.forward(x)
+    assert a.relu_applied
+    yb = np.maximum(b.forward_vectorised(x.astype(np.float64)), 0)
+    np.testing.assert_allclose(y, yb, rtol=0, atol=2e-5 * np.abs(yb).max())
+    dx = fused.backward(dy)
+    dxb = b.backward(dy * (yb > 0))
+    np.testing.assert_allclose(dx, dxb, rtol=0, atol=2e-5 * np.abs(dxb).max())
+    np.testing.assert_allclose(a.weight.grad, b.weight.grad, rtol=0, atol=2e-5 * np.abs(b.weight.grad).max())
+    np.testing.assert_allclose(a.bias.grad, b.bias.grad, rtol=0, atol=2e-5 * np.abs(b.bias.grad).max())
+
+
+@pytest.mark.parametrize("shape", [(40, 70, 3, 3), (20, 6, 9, 9)])
+def test_batchnorm_native_same_bits_for_any_thread_count(rng, shape):
+    """Channels (or channel blocks) are whole per thread: 1 and 2 threads give the same bits."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    import pyadr
+    outs, before = [], pyadr.get_num_threads()
+    try:
+        for nt in (1, 2):
+            pyadr.set_num_threads(nt)
+            bn = nn.BatchNorm2d(shape[1])
+            y = bn.forward(x)
+            outs.append((y, bn.backward(dy)))
+    finally:
+        pyadr.set_num_threads(before)
+    for u, v in zip(*outs):
+        np.testing.assert_array_equal(u, v)
+
+
 @pytest.mark.parametrize("affine", [True, False])
 def test_batchnorm_native_gradients(rng, affine):
     bn = to64(nn.BatchNorm2d(3, affine=affine))
