@@ -20,8 +20,9 @@ kernels replaced (BatchNorm2d.forward_vectorised, SGD.step_array), interleaved w
 Bytes (s = element size; N elements in, M out):
   ReLU        fwd 2Ns (x, y)       bwd 3Ns (y, dy, dx)
   BatchNorm2d fwd 2Ns (x, y)       bwd 3Ns (x, dy, dx)     the statistics pass re-reads from cache
-  BN + ReLU   fwd 2Ns (x, y)       bwd 4Ns (x, dy, y, dx)   a BatchNorm2d followed by a ReLU runs
-                                                            fused, as Sequential plans it in training
+  BN + ReLU   fwd 2Ns (x, y)       bwd 4Ns (x, dy, y, dx)   a BatchNorm2d followed by a ReLU and a
+  ReLU + pool as MaxPool2d                                  ReLU followed by a MaxPool2d run fused,
+                                                            as Sequential plans them in training
   MaxPool2d   fwd Ns + M(s + 4)    bwd M(s + 4) + Ns        (the int32 argmax is kept)
   LRN         fwd 2Ns              bwd 3Ns                  (recomputing the window sums)
   Linear      fwd x + W + y        bwd dy + x + W + dx + dW
@@ -59,10 +60,11 @@ def _timer(fn):
 class _Op:
     """One layer: pyadr forward/backward on a fixed input and output gradient, and its torch twin."""
 
-    def __init__(self, label, mod, x, torch_mod=None, fused_relu=False):
+    def __init__(self, label, mod, x, torch_mod=None, fused_relu=False, relu_before=False):
         self.label, self.mod, self.x = label, mod, x
         self.category = CATEGORY[type(mod).__name__]
         self.fused_relu = fused_relu            # BatchNorm2d with the following ReLU fused into it
+        self.relu_before = relu_before          # MaxPool2d rectifying its input (the ReLU before it)
         self.y = self.forward()
         self.dy = np.random.default_rng(1).standard_normal(self.y.shape).astype(self.y.dtype)
         self.bytes = op_bytes(mod, x, self.y, fused_relu)
@@ -70,6 +72,9 @@ class _Op:
         self.torch_mod = torch_mod
 
     def forward(self):
+        if self.relu_before:
+            self.mod.relu_input = True          # Sequential's plan for ReLU -> MaxPool2d
+            return self.mod.forward(self.x)
         if self.fused_relu:
             self.mod.relu_output = True         # what Sequential's fusion plan sets before each forward
             y = self.mod.forward(self.x)
@@ -140,16 +145,25 @@ def build_ops(model_name, batch, torch_ok, seed=0):
     x = np.random.default_rng(seed).standard_normal((batch, 1, 28, 28)).astype(np.float32)
     ops = []
     mods = list(model)
+    relu_x = None                               # the input of a ReLU fused into the next MaxPool2d
     for i, mod in enumerate(mods):
+        nxt = mods[i + 1] if i + 1 < len(mods) else None
         if isinstance(mod, nn.ReLU) and i > 0 and isinstance(mods[i - 1], nn.BatchNorm2d):
             x = mod.forward(x)                  # fused into the BatchNorm2d row above
             continue
+        if isinstance(mod, nn.ReLU) and isinstance(nxt, nn.MaxPool2d) and nxt.can_fuse_relu(x):
+            relu_x, x = x, mod.forward(x)       # fused into the MaxPool2d row below
+            continue
         if type(mod).__name__ in CATEGORY:
-            fused = isinstance(mod, nn.BatchNorm2d) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.ReLU)
-            twin = nn.Sequential(mod, nn.ReLU()) if fused else nn.Sequential(mod)
+            fused = isinstance(mod, nn.BatchNorm2d) and isinstance(nxt, nn.ReLU)
+            before = isinstance(mod, nn.MaxPool2d) and relu_x is not None
+            twin = nn.Sequential(mod, nn.ReLU()) if fused else \
+                nn.Sequential(nn.ReLU(), mod) if before else nn.Sequential(mod)
             tmod = torch_twin(twin).train() if torch_ok else None
-            name = type(mod).__name__ + ("+ReLU" if fused else "")
-            op = _Op(f"{i}:{name} {tuple(x.shape[1:])}", mod, x.copy(), tmod, fused_relu=fused)
+            name = ("ReLU+" if before else "") + type(mod).__name__ + ("+ReLU" if fused else "")
+            op = _Op(f"{i}:{name} {tuple(x.shape[1:])}", mod, (relu_x if before else x).copy(), tmod,
+                     fused_relu=fused, relu_before=before)
+            relu_x = None
             ops.append(op)
             if isinstance(mod, nn.BatchNorm2d):
                 ops.append(_BatchNormBefore(op))
