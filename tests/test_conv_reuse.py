@@ -28,7 +28,34 @@ CASES = {
     "one_by_one": (3, 6, 4, 4, 5, 1, 1, 1, 0, 1, 3, 10),
     "long_rows_many_tiles": (2, 16, 12, 12, 8, 3, 3, 1, 1, 1, 16, 20),  # N=288 > tile, hwc fast path
     "small_H_many_rows": (2, 3, 8, 8, 4, 3, 3, 1, 1, 1, 9, 4),         # 2^H <= 2 rows: GPU dense table
+    # stride 1, hwc, L | C, scope batch: centroid sums by sliding windows (centroid_windows.cpp)
+    "windows_two_slices_dilated": (3, 8, 9, 7, 4, 3, 5, 1, 2, (2, 1), 4, 12),
+    "windows_disjoint": (2, 4, 5, 6, 3, 3, 3, 1, 1, 3, 4, 10),          # dilation 3 >= OH, OW: no overlap
+    "windows_wide_L": (2, 48, 5, 4, 3, 2, 3, 1, 1, 1, 48, 9),           # L = 48: columns split over threads
 }
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hash_", HASHES)
+def test_window_centroid_sums_do_not_depend_on_threads(rng, hash_, dtype):
+    """The sliding-window sums (CPU, stride 1, hwc, L | C, scope batch) split slices or columns
+    over the threads so that every sum is taken in one order: 1 and 2 threads, same bits."""
+    x = np.maximum(rng.standard_normal((4, 32, 9, 9)), 0).astype(dtype)   # real-valued, ReLU-like
+    w = rng.standard_normal((6, 32, 3, 3)).astype(dtype)
+    cfg = pyadr.ReuseConfig(L=32, H=6, hash=hash_, seed=3)
+    dy = rng.standard_normal((4, 6, 9, 9)).astype(dtype)
+    outs, before = [], pyadr.get_num_threads()
+    try:
+        for nt in (1, 2):
+            pyadr.set_num_threads(nt)
+            y, ctx = pyadr.conv2d_forward(x, w, None, padding=1, reuse=cfg)
+            outs.append([y, *[ctx.centroids(j) for j in range(ctx.stats.blocks)],
+                         *pyadr.conv2d_backward(dy, ctx)[:2]])
+    finally:
+        pyadr.set_num_threads(before)
+    assert 0.05 < ctx.stats.rc < 0.95          # clusters with several members: sums are exercised
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
 
 
 def _conv(be, x, w, b=None, reuse=None, **geom):

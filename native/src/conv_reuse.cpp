@@ -9,6 +9,9 @@
 // (kh*kw times less hashing), the keys are numbered once per call, and block j's id of a row is
 // remap_j[number of its slice] (an array, no per-block hash table). A cluster's first row is
 // copied into its sum, later rows added (ids are numbered by first occurrence: no zero-fill).
+// With stride 1 and scope batch the pixel path takes only ids and counts from that pass; the
+// sums come from sliding windows over the slices (centroid_windows.cpp: 3.2x fewer additions on
+// a 5x5 kernel).
 // Then Yc_j (nc_j, M) = centroids_j . Wm_j and y[n] = b + sum_j Yc_j[id_j(n)], blocks taken in
 // groups whose Yc tables fit kTableBudget (rows read them at random).
 // Backward: Gamma_j = cluster sums of dY; dWm_j = centroids_j^T Gamma_j;
@@ -24,6 +27,7 @@
 #include <atomic>
 #include <string>
 
+#include "centroid_windows.hpp"
 #include "cluster.hpp"
 #include "conv_common.hpp"
 #include "layout.hpp"
@@ -127,8 +131,9 @@ struct GroupInputs {
 template <class T>
 class BlockGrouper {
  public:
-  BlockGrouper(const GroupInputs<T>& in, int64_t j, bool tuples, ReuseState<T>& st)
-      : in_(in), Lj_(in.bl.len[j]), runs_(in.bl.runs[j]), tuples_(tuples),
+  // sums: false when the centroid sums come from elsewhere (window_centroid_sums): ids and counts only.
+  BlockGrouper(const GroupInputs<T>& in, int64_t j, bool tuples, ReuseState<T>& st, bool sums = true)
+      : in_(in), Lj_(in.bl.len[j]), runs_(in.bl.runs[j]), tuples_(tuples), sums_(sums),
         l2_(in.p.hash == HashKind::L2), H_(in.p.H), cent_(st.centroids[j]), cnt_(st.counts[j]),
         ids_(st.ids.data() + j * in.g.N()), S_(kTileRows * Lj_),
         proj_(in.pixel_path ? 0 : kTileRows * in.HB), keys_(in.pixel_path ? 0 : kTileRows),
@@ -153,6 +158,10 @@ class BlockGrouper {
   // base_slice[r] = base_off[r] / L.
   void tile(int64_t n0, int64_t len, const int64_t* base_off, const int64_t* base_slice) {
     if (overflow_) return;
+    if (!sums_) {  // the pixel path (keys known per slice): ids and counts only
+      tile_pixel_ids(n0, len, base_slice);
+      return;
+    }
     detail::tile_subvectors(in_.xp, base_off, len, runs_, Lj_, S_.data(), rowp_);
     const int32_t first_new = nc_;
     if (in_.pixel_path) {
@@ -164,12 +173,15 @@ class BlockGrouper {
     detail::scatter_first_ptrs(cent_.data(), ids_ + n0, rowp_, len, Lj_, first_new);
   }
 
-  // Sums -> means.
+  // Sums -> means (without sums_: sized only, the caller fills and scales them).
   void finish() {
     cent_.resize(static_cast<size_t>(nc_) * Lj_);  // the pixel path sized them ahead
     cnt_.resize(nc_);
-    detail::scale_rows(cent_.data(), cnt_.data(), nc_, Lj_);
+    if (sums_) detail::scale_rows(cent_.data(), cnt_.data(), nc_, Lj_);
   }
+
+  // Pixel path, scope batch: the slice key number of each cluster, in id order (nc of them).
+  const int32_t* cluster_gids() const { return touched_.data(); }
 
  private:
   // Pixel path: block id = remap_[global number of the row's slice], assigned at first occurrence.
@@ -242,7 +254,7 @@ class BlockGrouper {
   const GroupInputs<T>& in_;
   const int64_t Lj_;
   const std::vector<Run>& runs_;
-  const bool tuples_, l2_;
+  const bool tuples_, sums_, l2_;
   const int H_;
   UninitVector<T>& cent_;
   std::vector<int32_t>& cnt_;
@@ -323,6 +335,10 @@ template <class T>
 void group_blocks(const GroupInputs<T>& in, const int64_t* rbase, const int64_t* rslice, bool tuples,
                   ReuseState<T>& st) {
   const int64_t nb = in.bl.nb, N = in.g.N();
+  // Pixel path with stride 1 and scope batch: the groupers give ids and counts, and the sums come
+  // from sliding windows over the slices (centroid_windows.cpp), kh*kw times fewer additions.
+  const bool windows = in.pixel_path && detail::window_sums_apply(in.g, in.p.L, true, in.group_rows == N);
+  std::vector<std::vector<int32_t>> gids(windows ? nb : 0);
   // About kChunkBlocks blocks per chunk, the chunks a multiple of the threads and their sizes
   // within one of each other (25 blocks on 2 threads: 8 chunks of 3-4, not 7 of 4 and 1).
   const int64_t nt = num_threads();
@@ -331,7 +347,7 @@ void group_blocks(const GroupInputs<T>& in, const int64_t* rbase, const int64_t*
   for_each_block(nchunks, [&](int64_t c) {
     const int64_t j0 = c * nb / nchunks, j1 = (c + 1) * nb / nchunks;
     std::vector<std::unique_ptr<BlockGrouper<T>>> gr;
-    for (int64_t j = j0; j < j1; ++j) gr.emplace_back(new BlockGrouper<T>(in, j, tuples, st));
+    for (int64_t j = j0; j < j1; ++j) gr.emplace_back(new BlockGrouper<T>(in, j, tuples, st, !windows));
     auto sweep = [&](BlockGrouper<T>* only) {
       for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
         const int64_t len = std::min(kTileRows, N - n0);
@@ -351,8 +367,20 @@ void group_blocks(const GroupInputs<T>& in, const int64_t* rbase, const int64_t*
         sweep(one.get());
       }
       one->finish();
+      if (windows) gids[j].assign(one->cluster_gids(), one->cluster_gids() + st.counts[j].size());
     }
   });
+  if (!windows) return;
+  std::vector<const int32_t*> block_gids(nb), counts(nb);
+  std::vector<int64_t> nc(nb);
+  std::vector<T*> means(nb);
+  for (int64_t j = 0; j < nb; ++j) {
+    block_gids[j] = gids[j].data();
+    counts[j] = st.counts[j].data();
+    nc[j] = st.clusters(j);
+    means[j] = st.centroids[j].data();
+  }
+  detail::window_centroid_sums(in.g, in.lay, in.p.L, in.xp, in.pixel_gid, in.n_gid, block_gids, nc, counts, means);
 }
 
 // Reduced GEMM Yc_j (nc_j, M) = centroids_j . Wm_j, then y[n] = b + sum_j Yc_j[id_j(n)].
