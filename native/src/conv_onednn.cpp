@@ -356,7 +356,15 @@ std::shared_ptr<const Plan> plan_for(Op op, const ConvGeom& g, bool bias, int th
 }
 
 // Runs the plan on the caller's three tensors (and bias, if the plan has one).
-void execute(const Plan& p, const void* const data[3], const void* bias) {
+// An input two calls have in common (the backward's dy, for dX and dW): the first call reorders it
+// into buf (filled becomes true), the second reads buf instead of reordering again.
+struct SharedInput {
+  int index;
+  detail::Buffer<float>* buf;
+  bool filled;
+};
+
+void execute(const Plan& p, const void* const data[3], const void* bias, SharedInput* shared = nullptr) {
   Memories mem;
   detail::Buffer<float> inner[3];
   dnnl_exec_arg_t conv_args[4];
@@ -370,9 +378,16 @@ void execute(const Plan& p, const void* const data[3], const void* bias) {
       conv_args[n++] = {o.arg, user_mem[i]};
       continue;
     }
-    inner[i].resize((o.inner_bytes + sizeof(float) - 1) / sizeof(float));
-    inner_mem[i] = mem.make(o.inner, inner[i].data());
+    const bool share = shared && shared->index == i && !o.output;
+    detail::Buffer<float>& where = share ? *shared->buf : inner[i];
+    if (share && shared->filled) {
+      conv_args[n++] = {o.arg, mem.make(o.inner, where.data())};
+      continue;
+    }
+    where.resize((o.inner_bytes + sizeof(float) - 1) / sizeof(float));
+    inner_mem[i] = mem.make(o.inner, where.data());
     conv_args[n++] = {o.arg, inner_mem[i]};
+    if (share) shared->filled = true;
     if (!o.output) {
       const dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, user_mem[i]}, {DNNL_ARG_TO, inner_mem[i]}};
       check(fn().dnnl_primitive_execute(o.reorder.p, s, 2, r), "reorder");
@@ -422,13 +437,19 @@ bool backward(const ConvGeom& g, const float* x, const float* w, const float* dy
   const auto pd = dx ? plan_for(Op::BackwardData, g, false, nt) : nullptr;
   const auto pw = dw ? plan_for(Op::BackwardWeights, g, db != nullptr, nt) : nullptr;
   if ((dx && !pd) || (dw && !pw)) return false;  // all builtin rather than half and half
+  // dy in the convolutions' layout once for both, when they want the same one
+  detail::Buffer<float> dy_inner;
+  const bool share = pd && pw && pd->ops[0].reorder.p && pw->ops[1].reorder.p &&
+                     fn().dnnl_memory_desc_equal(pd->ops[0].inner, pw->ops[1].inner);
+  SharedInput for_dx{0, &dy_inner, false};
   if (pd) {
     const void* data[3] = {dy, w, dx};
-    execute(*pd, data, nullptr);
+    execute(*pd, data, nullptr, share ? &for_dx : nullptr);
   }
   if (pw) {
     const void* data[3] = {x, dy, dw};
-    execute(*pw, data, db);
+    SharedInput for_dw{1, &dy_inner, for_dx.filled};
+    execute(*pw, data, db, share ? &for_dw : nullptr);
   } else if (db) {
     detail::bias_grad_nchw(g, dy, db);
   }
