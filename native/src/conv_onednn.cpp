@@ -162,49 +162,7 @@ struct Operand {
   const_dnnl_memory_desc_t inner = nullptr;  // owned by the convolution's pd
   size_t inner_bytes = 0;
   Primitive reorder;  // user -> inner (input) or inner -> user (output); p == nullptr: same layout
-  // An output activation the convolution writes as nChw16c (the usual AVX-512 choice): unblocked
-  // to NCHW by unblock16_to_nchw instead of the reorder primitive (which ran at a third of the
-  // copy bandwidth: 8.9 ms for VGG-11's 128x64x28x28 output, 2.5 ms for the opposite direction).
-  bool unblock16 = false;
-  bool unblock16x16 = false;  // the same for diff weights written as OIhw16i16o
-  int64_t dims[4] = {0, 0, 0, 0};
 };
-
-// dst (O, I, kh, kw) OIHW <- src OIhw16i16o ((O/16, I/16, kh, kw, 16 i, 16 o)), O and I multiples
-// of 16; (output block, input block) pairs over the threads.
-PYADR_CLONES void unblock16x16_to_oihw(const float* src, int64_t O, int64_t I, int64_t kk, float* dst) {
-  const int64_t ob_n = O / 16, ib_n = I / 16, pairs = ob_n * ib_n;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(detail::threads_for(pairs)) schedule(static)
-#endif
-  for (int64_t k = 0; k < pairs; ++k) {
-    const int64_t ob = k / ib_n, ib = k % ib_n;
-    const float* PYADR_RESTRICT in = src + k * kk * 256;  // (kk, 16 i, 16 o)
-    for (int64_t o = 0; o < 16; ++o)
-      for (int64_t i = 0; i < 16; ++i) {
-        float* PYADR_RESTRICT out = dst + ((ob * 16 + o) * I + ib * 16 + i) * kk;
-        for (int64_t q = 0; q < kk; ++q) out[q] = in[(q * 16 + i) * 16 + o];
-      }
-  }
-}
-
-// dst (n, c, hw) NCHW <- src nChw16c ((n, c/16, hw, 16)), c a multiple of 16; (image, channel
-// block) pairs over the threads, each a 16 x hw transpose in 16 x 16 tiles.
-PYADR_CLONES void unblock16_to_nchw(const float* src, int64_t n, int64_t c, int64_t hw, float* dst) {
-  const int64_t cb = c / 16, pairs = n * cb;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(detail::threads_for(pairs)) schedule(static)
-#endif
-  for (int64_t k = 0; k < pairs; ++k) {
-    const float* PYADR_RESTRICT in = src + k * hw * 16;   // (hw, 16)
-    float* PYADR_RESTRICT out = dst + k * 16 * hw;        // (16, hw): image k / cb, channels 16 * (k % cb)...
-    for (int64_t p0 = 0; p0 < hw; p0 += 16) {
-      const int64_t p1 = std::min(hw, p0 + 16);
-      for (int64_t ch = 0; ch < 16; ++ch)
-        for (int64_t p = p0; p < p1; ++p) out[ch * hw + p] = in[p * 16 + ch];
-    }
-  }
-}
 
 struct Plan {
   Primitive hint;  // forward pd: the backward's hint, the forward itself for Op::Forward
@@ -261,21 +219,11 @@ void conv_desc(MemDesc& md, int64_t n0, int64_t c, int64_t h, int64_t w, bool ac
   }
 }
 
-// dims: the tensor's (n, c, h, w) or (o, i, kh, kw); activation: not the weights.
-void finish_operand(Operand& o, const Primitive& conv, int query, const dnnl_dims_t dims, bool activation) {
+void finish_operand(Operand& o, const Primitive& conv, int query) {
   o.inner = fn().dnnl_primitive_desc_query_md(conv.pd, query, 0);
   if (!o.inner) throw std::runtime_error("oneDNN: a convolution descriptor lacks one of its tensors");
   o.inner_bytes = fn().dnnl_memory_desc_get_size(o.inner);
   if (fn().dnnl_memory_desc_equal(o.user.h, o.inner)) return;
-  const size_t dense = static_cast<size_t>(dims[0] * dims[1] * dims[2] * dims[3]) * sizeof(float);
-  if (o.output && dims[1] % 16 == 0 && (activation || dims[0] % 16 == 0) && o.inner_bytes == dense) {
-    MemDesc blocked;
-    check(fn().dnnl_memory_desc_create_with_tag(&blocked.h, 4, dims, dnnl_f32, activation ? dnnl_aBcd16b : dnnl_ABcd16b16a),
-          "memory_desc_create_with_tag");
-    const bool same = fn().dnnl_memory_desc_equal(blocked.h, o.inner);
-    (activation ? o.unblock16 : o.unblock16x16) = same;
-    for (int k = 0; k < 4; ++k) o.dims[k] = dims[k];
-  }
   const_dnnl_memory_desc_t from = o.output ? o.inner : o.user.h, to = o.output ? o.user.h : o.inner;
   check(fn().dnnl_reorder_primitive_desc_create(&o.reorder.pd, from, lib().engine, to, lib().engine, nullptr),
         "reorder_primitive_desc_create");
@@ -302,30 +250,29 @@ std::shared_ptr<const Plan> build(Op op, const ConvGeom& g, bool bias) {
     return nullptr;
   Operand* o = plan->ops;
   // (arg, output, caller's descriptor, query of the primitive's) for the three tensors of `op`
-  struct Spec { int arg; bool output; MemDesc* user; int query; bool activation; };
+  struct Spec { int arg; bool output; MemDesc* user; int query; };
   std::array<Spec, 3> specs;
   if (op == Op::Forward) {
     plan->hint.create();
-    specs = {Spec{DNNL_ARG_SRC, false, &src_u, dnnl_query_src_md, true},
-             Spec{DNNL_ARG_WEIGHTS, false, &wei_u, dnnl_query_weights_md, false},
-             Spec{DNNL_ARG_DST, true, &dst_u, dnnl_query_dst_md, true}};
+    specs = {Spec{DNNL_ARG_SRC, false, &src_u, dnnl_query_src_md}, Spec{DNNL_ARG_WEIGHTS, false, &wei_u, dnnl_query_weights_md},
+             Spec{DNNL_ARG_DST, true, &dst_u, dnnl_query_dst_md}};
     plan->bias_arg = DNNL_ARG_BIAS;
   } else if (op == Op::BackwardData) {
     if (f.dnnl_convolution_backward_data_primitive_desc_create(&plan->backward.pd, lib().engine, dnnl_convolution_direct,
                                                                src_c.h, wei_c.h, dst_c.h, strides, dilates, pad, pad,
                                                                plan->hint.pd, nullptr) != dnnl_success)
       return nullptr;
-    specs = {Spec{DNNL_ARG_DIFF_DST, false, &dst_u, dnnl_query_diff_dst_md, true},
-             Spec{DNNL_ARG_WEIGHTS, false, &wei_u, dnnl_query_weights_md, false},
-             Spec{DNNL_ARG_DIFF_SRC, true, &src_u, dnnl_query_diff_src_md, true}};
+    specs = {Spec{DNNL_ARG_DIFF_DST, false, &dst_u, dnnl_query_diff_dst_md},
+             Spec{DNNL_ARG_WEIGHTS, false, &wei_u, dnnl_query_weights_md},
+             Spec{DNNL_ARG_DIFF_SRC, true, &src_u, dnnl_query_diff_src_md}};
   } else {
     if (f.dnnl_convolution_backward_weights_primitive_desc_create(
             &plan->backward.pd, lib().engine, dnnl_convolution_direct, src_c.h, wei_c.h, bias_md, dst_c.h, strides,
             dilates, pad, pad, plan->hint.pd, nullptr) != dnnl_success)
       return nullptr;
-    specs = {Spec{DNNL_ARG_SRC, false, &src_u, dnnl_query_src_md, true},
-             Spec{DNNL_ARG_DIFF_DST, false, &dst_u, dnnl_query_diff_dst_md, true},
-             Spec{DNNL_ARG_DIFF_WEIGHTS, true, &wei_u, dnnl_query_diff_weights_md, false}};
+    specs = {Spec{DNNL_ARG_SRC, false, &src_u, dnnl_query_src_md},
+             Spec{DNNL_ARG_DIFF_DST, false, &dst_u, dnnl_query_diff_dst_md},
+             Spec{DNNL_ARG_DIFF_WEIGHTS, true, &wei_u, dnnl_query_diff_weights_md}};
     plan->bias_arg = DNNL_ARG_DIFF_BIAS;
   }
   if (op != Op::Forward) plan->backward.create();
@@ -333,10 +280,7 @@ std::shared_ptr<const Plan> build(Op op, const ConvGeom& g, bool bias) {
     o[i].arg = specs[i].arg;
     o[i].output = specs[i].output;
     std::swap(o[i].user.h, specs[i].user->h);  // the plan owns the caller's descriptor from here
-    const bool is_dst = specs[i].user == &dst_u;
-    const dnnl_dims_t act{g.B, is_dst ? g.M : g.C, is_dst ? g.OH : g.H, is_dst ? g.OW : g.W};
-    const dnnl_dims_t wei{g.M, g.C, g.kh, g.kw};
-    finish_operand(o[i], plan->conv(), specs[i].query, specs[i].activation ? act : wei, specs[i].activation);
+    finish_operand(o[i], plan->conv(), specs[i].query);
   }
   if (!bias) plan->bias_arg = 0;
   return plan;
@@ -398,13 +342,6 @@ void execute(const Plan& p, const void* const data[3], const void* bias, SharedI
   for (int i = 0; i < 3; ++i) {
     const Operand& o = p.ops[i];
     if (!o.output || !o.reorder.p) continue;
-    if (o.unblock16 || o.unblock16x16) {
-      check(fn().dnnl_stream_wait(s), "dnnl_stream_wait");  // the convolution has written inner[i]
-      float* out = static_cast<float*>(const_cast<void*>(data[i]));
-      if (o.unblock16) unblock16_to_nchw(inner[i].data(), o.dims[0], o.dims[1], o.dims[2] * o.dims[3], out);
-      else unblock16x16_to_oihw(inner[i].data(), o.dims[0], o.dims[1], o.dims[2] * o.dims[3], out);
-      continue;
-    }
     const dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, inner_mem[i]}, {DNNL_ARG_TO, user_mem[i]}};
     check(fn().dnnl_primitive_execute(o.reorder.p, s, 2, r), "reorder");
   }

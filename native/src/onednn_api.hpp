@@ -47,10 +47,6 @@ constexpr unsigned dnnl_stream_default_flags = 0x1U;  // dnnl_stream_in_order
 constexpr int dnnl_f32 = 3;
 // dnnl_format_tag_t
 constexpr int dnnl_format_tag_any = 1;
-// aBcd16b (nChw16c): only ever compared with a primitive's own descriptor (memory_desc_equal), so
-// a library whose enumeration differed would just keep its own reorder
-constexpr int dnnl_aBcd16b = 78;
-constexpr int dnnl_ABcd16b16a = 79;  // OIhw16i16o, the diff weights' usual layout (same caveat)
 // dnnl_prop_kind_t
 constexpr int dnnl_forward_training = 64;
 constexpr int dnnl_backward_data = 160;
