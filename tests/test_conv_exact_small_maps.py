@@ -1,8 +1,10 @@
 """The builtin exact convolution on small maps (issue 14: VGG-11's 3x3 and 1x1 feature maps).
 
-There the tiles of rows hold several whole images side by side (conv_exact.cpp, Tiling), dX and
-dW run as two passes with their own tiles, and kernel taps that read only padding (8 of 9 for a
-3x3 kernel with pad 1 on a 1x1 map) are left out of the GEMMs. Every case is compared with
+There the tiles of rows hold several whole images side by side (conv_exact_plan.hpp, Tiling),
+kernel taps that read only padding (8 of 9 for a 3x3 kernel with pad 1 on a 1x1 map) are left out
+of the GEMMs, and with 12 or more images per unit the GEMMs run per (tap, position), skipping the
+pairs that read padding (conv_exact_taps.cpp: 32 of 81 on a 3x3 map; the batches of 37 and more
+below take that path at 1, 2 and 3 threads). Every case is compared with
 pyadr.reference on Gaussian data that differs per image, so rows of different images mixed up,
 a unit cut in the wrong place or a tap dropped that does read the input would all fail. Sizes are
 picked so that the units (groups of images) come out uneven: odd batches, a last unit with fewer
@@ -20,15 +22,16 @@ from _util import DTYPES, assert_close
 # (B, C, H, W, M, kh, kw, stride, padding, dilation)
 SMALL = [
     (7, 5, 1, 1, 6, 3, 3, 1, 1, 1),       # 1x1 map, 3x3 pad 1: the centre tap alone reads x
-    (5, 4, 3, 3, 7, 3, 3, 1, 1, 1),       # 3x3 map, pad 1: every tap live, 4 to 9 per position
-    (9, 3, 3, 3, 5, 3, 3, 2, 1, 1),       # stride 2 on a 3x3 map: 2x2 outputs
-    (13, 6, 2, 2, 4, 3, 3, 1, 1, 1),      # 2x2 map
-    (11, 3, 1, 3, 5, 3, 3, 1, 1, 1),      # 1x3 map: the top and bottom kernel rows dead
-    (5, 3, 3, 3, 4, 3, 3, 1, 2, 2),       # dilation 2, pad 2 on a 3x3 map
+    (5, 4, 3, 3, 7, 3, 3, 1, 1, 1),       # 3x3 map, pad 1, few images: dense tiles of whole images
+    (37, 3, 3, 3, 5, 3, 3, 2, 1, 1),      # stride 2 on a 3x3 map: 2x2 outputs, 4 of 9 taps each
+    (39, 6, 2, 2, 4, 3, 3, 1, 1, 1),      # 2x2 map
+    (43, 3, 1, 3, 5, 3, 3, 1, 1, 1),      # 1x3 map: the top and bottom kernel rows dead
+    (38, 3, 3, 3, 4, 3, 3, 1, 2, 2),      # dilation 2, pad 2 on a 3x3 map
     (3, 2, 1, 1, 3, 1, 1, 2, 1, 1),       # no live tap at all: y = bias, dX = 0, dW = 0
     (6, 4, 1, 1, 5, 5, 5, 1, 2, 1),       # 5x5 kernel on a 1x1 map: 1 of 25 taps
-    (41, 128, 3, 3, 9, 3, 3, 1, 1, 1),    # K = 1152: units of 9 images, the last of 5
-    (801, 256, 1, 1, 8, 3, 3, 1, 1, 1),   # K' = 256: units of 384 images, several per thread
+    (41, 128, 3, 3, 9, 3, 3, 1, 1, 1),    # K = 1152, per-position taps: units of 41, 21 + 20, 14 + 14 + 13
+    (801, 256, 1, 1, 8, 3, 3, 1, 1, 1),   # K' = 256: units of up to 384 images, several per thread
+    (64, 16, 3, 3, 24, 3, 3, 1, 1, 1),    # VGG-11's conv5/6 in small
 ]
 THREADS = [1, 2, 3]
 
@@ -84,7 +87,7 @@ def test_small_maps_match_reference(builtin, geom, dtype, threads):
     assert_close(dx_alone, dxr, dtype)
 
 
-@pytest.mark.parametrize("geom", [SMALL[0], SMALL[1], SMALL[8]], ids=["1x1", "3x3", "3x3-C128"])
+@pytest.mark.parametrize("geom", [SMALL[0], SMALL[1], SMALL[8], SMALL[10]], ids=["1x1", "3x3", "3x3-C128", "3x3-B64"])
 def test_small_maps_images_stay_apart(builtin, geom):
     """One image's input and upstream gradient changed: only that image's y and dX change, and
     y / dX of every other image stay bit-identical (float64, 2 threads: images in one tile)."""
@@ -107,7 +110,7 @@ def test_small_maps_images_stay_apart(builtin, geom):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("geom", [SMALL[1], SMALL[8], SMALL[9]], ids=["3x3", "3x3-C128", "1x1-C256"])
+@pytest.mark.parametrize("geom", [SMALL[1], SMALL[8], SMALL[9], SMALL[10]], ids=["3x3", "3x3-C128", "1x1-C256", "3x3-B64"])
 def test_small_maps_deterministic(builtin, geom, threads):
     """Same inputs and thread count: bit-identical y, dX, dW, db (float32)."""
     s, p, d = geom[7:]

@@ -15,6 +15,7 @@
 #include <cstdlib>
 
 #include "conv_common.hpp"
+#include "conv_exact_plan.hpp"
 #include "conv_onednn.hpp"
 #include "gemm.hpp"
 #include "layout.hpp"
@@ -25,106 +26,13 @@ namespace pyadr {
 namespace {
 
 using detail::Buffer;
+using detail::LiveColumns;
 using detail::Run;
+using detail::Tiling;
 
 bool is_linear(const ConvGeom& g) {
   return g.H == 1 && g.W == 1 && g.kh == 1 && g.kw == 1 && g.ph == 0 && g.pw == 0;
 }
-
-// ---- Live taps. A kernel tap (i, j) whose every read, over all output positions, lands in the
-// padding adds nothing to y, scatters only into dX's padding and has dW = 0: its C columns are
-// left out of K (a 3x3 kernel with pad 1 on a 1x1 map keeps 1 tap of 9).
-
-bool tap_reads_input(int64_t out, int64_t stride, int64_t pad, int64_t dilation, int64_t in, int64_t tap) {
-  for (int64_t o = 0; o < out; ++o) {
-    const int64_t pos = o * stride - pad + tap * dilation;
-    if (pos >= 0 && pos < in) return true;
-  }
-  return false;
-}
-
-struct LiveColumns {
-  std::vector<int64_t> taps;  // live taps i * kw + j, ascending: HWC columns [tap * C, tap * C + C)
-  int64_t K = 0;              // taps.size() * C, the GEMMs' depth (forward) or width (backward)
-  std::vector<Run> runs;      // gather runs of the live columns, dst in [0, K)
-};
-
-LiveColumns live_columns(const ConvGeom& g, const detail::Layout& lay) {
-  LiveColumns lc;
-  for (int64_t i = 0; i < g.kh; ++i) {
-    if (!tap_reads_input(g.OH, g.sh, g.ph, g.dh, g.H, i)) continue;
-    for (int64_t j = 0; j < g.kw; ++j)
-      if (tap_reads_input(g.OW, g.sw, g.pw, g.dw, g.W, j)) lc.taps.push_back(i * g.kw + j);
-  }
-  lc.K = static_cast<int64_t>(lc.taps.size()) * g.C;
-  for (size_t q = 0; q < lc.taps.size(); ++q) {
-    const int64_t k0 = lc.taps[q] * g.C;
-    for (Run u : detail::column_runs(g, lay, Order::HWC, k0, k0 + g.C)) {
-      u.dst += static_cast<int32_t>(static_cast<int64_t>(q) * g.C);
-      Run* last = lc.runs.empty() ? nullptr : &lc.runs.back();
-      if (last && last->src + last->len == u.src && last->dst + last->len == u.dst) last->len += u.len;
-      else lc.runs.push_back(u);
-    }
-  }
-  return lc;
-}
-
-// Wm (K', M), row q * C + c = w[:, c, tap q] (HWC columns of the live taps), in 16 x 16 blocks of
-// (m, c): the element-wise permutation wrote one value per cache line (M apart) and cost more than
-// the whole convolution on VGG-11's 1x1 maps (2.4 M weights).
-template <class T>
-std::vector<T> live_weights(const ConvGeom& g, const LiveColumns& lc, const T* w) {
-  const int64_t M = g.M, C = g.C, kk = g.kh * g.kw, taps = static_cast<int64_t>(lc.taps.size());
-  std::vector<T> Wm(static_cast<size_t>(lc.K) * M);
-  constexpr int64_t BM = 16, BC = 16;
-  for (int64_t m0 = 0; m0 < M; m0 += BM) {
-    const int64_t m1 = std::min(M, m0 + BM);
-    for (int64_t c0 = 0; c0 < C; c0 += BC) {
-      const int64_t c1 = std::min(C, c0 + BC);
-      for (int64_t q = 0; q < taps; ++q) {
-        const int64_t tap = lc.taps[q];
-        for (int64_t c = c0; c < c1; ++c) {
-          T* dst = Wm.data() + (q * C + c) * M;
-          for (int64_t m = m0; m < m1; ++m) dst[m] = w[(m * C + c) * kk + tap];
-        }
-      }
-    }
-  }
-  return Wm;
-}
-
-// dw (M, C, kh, kw) <- dW^T (M, K') for the live taps, 0 for the others; row m of both at once.
-template <class T>
-void live_grad_to_weights(const ConvGeom& g, const LiveColumns& lc, const T* dWt, T* dw) {
-  const int64_t M = g.M, C = g.C, kk = g.kh * g.kw, Kl = lc.K, taps = static_cast<int64_t>(lc.taps.size());
-  for (int64_t m = 0; m < M; ++m) {
-    T* row = dw + m * C * kk;
-    if (Kl != C * kk) std::fill(row, row + C * kk, T(0));
-    const T* src = dWt + m * Kl;
-    for (int64_t q = 0; q < taps; ++q)
-      for (int64_t c = 0; c < C; ++c) row[c * kk + lc.taps[q]] = src[q * C + c];
-  }
-}
-
-// ---- Tiles of consecutive rows n = (b, oh, ow). A unit is G whole images, cut into tiles of R
-// rows: pieces of one image when an image has more rows than a tile (G = 1, R < P), else a single
-// tile of G images side by side (R = G * P; VGG-11's P = 9 and 1, whose per-image tiles of 9 or 1
-// rows made every GEMM re-read the whole weight matrix for a handful of rows). A unit belongs to
-// one thread: dX scatters into its images' padded copies, race-free.
-struct Tiling {
-  int64_t P, N, G = 1, R, per_unit, units;
-  Tiling(const ConvGeom& g, int64_t rows, int threads) : P(g.P()), N(g.N()), R(std::max<int64_t>(rows, 1)) {
-    if (R >= P) {
-      G = std::min(std::max<int64_t>(1, R / P), (g.B + threads - 1) / threads);  // >= 1 unit per thread
-      R = G * P;
-    }
-    per_unit = (G * P + R - 1) / R;
-    units = (g.B + G - 1) / G;
-  }
-  int64_t tiles() const { return units * per_unit; }
-  int64_t first(int64_t t) const { return (t / per_unit) * G * P + (t % per_unit) * R; }
-  int64_t length(int64_t t) const { return std::min(R, std::min(N, (t / per_unit + 1) * G * P) - first(t)); }
-};
 
 // Rows per tile of the forward and of dX: about 384 KB of im2col rows, a multiple of 12 (every
 // kernel's MR divides it: a tile of 61 rows made the GEMM compute 66). (At least 144 rows when the
@@ -229,11 +137,13 @@ void conv2d_forward_exact(const ConvGeom& g, const T* x, const T* w, const T* b,
   if (is_linear(g)) return linear_forward(g, x, w, b, y);
   const int64_t M = g.M;
   const detail::Layout lay = detail::make_layout(g, true);
-  const LiveColumns lc = live_columns(g, lay);
+  const LiveColumns lc = detail::live_columns(g, lay);
   const int64_t K = lc.K;
   Buffer<T> padded;
   const T* xp = detail::padded_input(g, lay, x, padded);
-  const std::vector<T> Wm = live_weights(g, lc, w);
+  const std::vector<T> Wm = detail::live_weights(g, lc, w);
+  if (const auto plan = detail::tap_plan(g, lay, lc, sizeof(T), num_threads()))
+    return detail::taps_forward(g, lay, lc, *plan, xp, Wm.data(), b, y);  // per (tap, position)
   const detail::PackedB<T> Wp(false, K, M, Wm.data(), M);  // packed once for every tile
   const Tiling tl(g, tile_rows(K), num_threads());
   const int64_t R = tl.R, ntiles = tl.tiles();
@@ -273,7 +183,7 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
   if (db) detail::bias_grad_nchw(g, dy, db);
   if (!dx && !dw) return;
   const detail::Layout lay = detail::make_layout(g, true);
-  const LiveColumns lc = live_columns(g, lay);
+  const LiveColumns lc = detail::live_columns(g, lay);
   const int64_t K = lc.K;
   Buffer<T> padded, dpadded;
   const T* xp = dw ? detail::padded_input(g, lay, x, padded) : x;
@@ -287,12 +197,15 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
     }
   }
   const int threads = num_threads();
-  std::unique_ptr<detail::PackedB<T>> WTp;  // Wm^T (M x K'), packed once for every tile
-  if (dx) {
-    const std::vector<T> Wm = live_weights(g, lc, w);
-    WTp.reset(new detail::PackedB<T>(true, M, K, Wm.data(), M));
-  }
+  const std::vector<T> Wm = dx ? detail::live_weights(g, lc, w) : std::vector<T>();
   std::vector<T> dWt(dw ? static_cast<size_t>(K) * M : 0);
+  if (const auto plan = detail::tap_plan(g, lay, lc, sizeof(T), threads)) {  // per (tap, position)
+    detail::taps_backward(g, lay, lc, *plan, xp, Wm.data(), dy, dx, dxp, dWt);
+    if (dw) detail::live_grad_to_weights(g, lc, dWt.data(), dw);
+    return;
+  }
+  std::unique_ptr<detail::PackedB<T>> WTp;  // Wm^T (M x K'), packed once for every tile
+  if (dx) WTp.reset(new detail::PackedB<T>(true, M, K, Wm.data(), M));
   const bool builtin = gemm_provider() == GemmProvider::Builtin;
   const Tiling dx_tiles(g, tile_rows(K), threads);
   if (dx && dw && dx_tiles.G > 1 && K > 0) {
@@ -307,7 +220,7 @@ void conv2d_backward_exact(const ConvGeom& g, const T* x, const T* w, const T* d
     const Tiling tl = dx || !builtin ? dx_tiles : Tiling(g, dw_rows(g, K), threads);
     backward_tiles<T>(g, lay, lc, tl, WTp.get(), xp, dy, dx, dxp, dWt);
   }
-  if (dw) live_grad_to_weights(g, lc, dWt.data(), dw);
+  if (dw) detail::live_grad_to_weights(g, lc, dWt.data(), dw);
 }
 
 template void conv2d_forward_exact<float>(const ConvGeom&, const float*, const float*, const float*, float*);
