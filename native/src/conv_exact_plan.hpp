@@ -34,6 +34,17 @@ struct LiveColumns {
   std::vector<Run> runs;      // gather runs of the live columns, dst in [0, K)
 };
 
+// Appends the gather runs of live tap q (HWC columns [tap * C, tap * C + C) of x, at [q * C, q * C + C)
+// of a K'-wide row), merged with the previous run where both sides continue.
+inline void append_tap_runs(const ConvGeom& g, const Layout& lay, int64_t q, int64_t tap, std::vector<Run>& runs) {
+  for (Run u : column_runs(g, lay, Order::HWC, tap * g.C, tap * g.C + g.C)) {
+    u.dst += static_cast<int32_t>(q * g.C);
+    Run* last = runs.empty() ? nullptr : &runs.back();
+    if (last && last->src + last->len == u.src && last->dst + last->len == u.dst) last->len += u.len;
+    else runs.push_back(u);
+  }
+}
+
 inline LiveColumns live_columns(const ConvGeom& g, const Layout& lay) {
   LiveColumns lc;
   for (int64_t i = 0; i < g.kh; ++i) {
@@ -42,15 +53,7 @@ inline LiveColumns live_columns(const ConvGeom& g, const Layout& lay) {
       if (tap_reads_input(g.OW, g.sw, g.pw, g.dw, g.W, j)) lc.taps.push_back(i * g.kw + j);
   }
   lc.K = static_cast<int64_t>(lc.taps.size()) * g.C;
-  for (size_t q = 0; q < lc.taps.size(); ++q) {
-    const int64_t k0 = lc.taps[q] * g.C;
-    for (Run u : column_runs(g, lay, Order::HWC, k0, k0 + g.C)) {
-      u.dst += static_cast<int32_t>(static_cast<int64_t>(q) * g.C);
-      Run* last = lc.runs.empty() ? nullptr : &lc.runs.back();
-      if (last && last->src + last->len == u.src && last->dst + last->len == u.dst) last->len += u.len;
-      else lc.runs.push_back(u);
-    }
-  }
+  for (size_t q = 0; q < lc.taps.size(); ++q) append_tap_runs(g, lay, static_cast<int64_t>(q), lc.taps[q], lc.runs);
   return lc;
 }
 

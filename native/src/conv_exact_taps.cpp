@@ -59,17 +59,8 @@ std::unique_ptr<TapPlan> tap_plan(const ConvGeom& g, const Layout& lay, const Li
     for (int64_t p = 0; p < P; ++p)
       if (pair_live(g, p, lc.taps[q])) plan->classes[q].push_back(p);
   for (int64_t p = 0; p < P; ++p) {
-    std::vector<Run>& runs = plan->runs[p];
-    for (int64_t q = 0; q < taps; ++q) {
-      if (!pair_live(g, p, lc.taps[q])) continue;
-      const int64_t k0 = lc.taps[q] * g.C;
-      for (Run u : column_runs(g, lay, Order::HWC, k0, k0 + g.C)) {
-        u.dst += static_cast<int32_t>(q * g.C);
-        Run* last = runs.empty() ? nullptr : &runs.back();
-        if (last && last->src + last->len == u.src && last->dst + last->len == u.dst) last->len += u.len;
-        else runs.push_back(u);
-      }
-    }
+    for (int64_t q = 0; q < taps; ++q)
+      if (pair_live(g, p, lc.taps[q])) append_tap_runs(g, lay, q, lc.taps[q], plan->runs[p]);
   }
   return plan;
 }
