@@ -116,6 +116,17 @@ struct Tiling {
   int64_t length(int64_t t) const { return std::min(R, std::min(N, (t / per_unit + 1) * G * P) - first(t)); }
 };
 
+// out (count) <- the sum of nt per-thread partials (nt x count, thread 0 first): a fixed order,
+// so dW is deterministic for a thread count.
+template <class T>
+void sum_thread_parts(const std::vector<T>& parts, int nt, int64_t count, T* out) {
+  std::copy_n(parts.data(), count, out);
+  for (int t = 1; t < nt; ++t) {
+    const T* part = parts.data() + static_cast<size_t>(t) * count;
+    for (int64_t i = 0; i < count; ++i) out[i] += part[i];
+  }
+}
+
 // The per-position path (conv_exact_taps.cpp): on maps of a few positions (VGG-11's 3x3, P = 9) a
 // 3x3 kernel with pad 1 reads padding at 32 of the 81 (position, tap) pairs; there the GEMMs run per
 // (tap, position) over the rows of that position in a unit of G images, the dead pairs skipped.

@@ -158,13 +158,7 @@ void taps_backward(const ConvGeom& g, const Layout& lay, const LiveColumns& lc, 
     }
   }
   errors.rethrow();
-  if (dw) {
-    std::copy_n(parts.data(), K * M, dWt.data());
-    for (int t = 1; t < nt; ++t) {
-      const T* part = parts.data() + static_cast<size_t>(t) * K * M;
-      for (int64_t i = 0; i < K * M; ++i) dWt[i] += part[i];
-    }
-  }
+  if (dw) sum_thread_parts(parts, nt, K * M, dWt.data());
 }
 
 #define PYADR_INSTANTIATE(T)                                                                                    \
