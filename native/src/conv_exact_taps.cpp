@@ -9,7 +9,6 @@
 //   dX       dcol[(b, p), q]   = dy[(b, p)] (G, M) . Wm_q^T (M, C), scattered (runs of p's taps)
 //   dW       dW_q^T (M, C)    += dy[(b, p)]^T (M, G) . col[(b, p), q] (G, C), partials per thread
 #include <algorithm>
-#include <cstdlib>
 
 #include "conv_exact_plan.hpp"
 #include "rowops.hpp"
@@ -42,7 +41,6 @@ std::unique_ptr<TapPlan> tap_plan(const ConvGeom& g, const Layout& lay, const Li
                                   int threads) {
   const int64_t P = g.P(), taps = static_cast<int64_t>(lc.taps.size());
   if (P < 2 || taps == 0) return nullptr;
-  if (const char* v = std::getenv("PYADR_DEV_TAPS")) if (*v == '0') return nullptr;  // TEMPORARY
   int64_t live = 0;
   for (int64_t p = 0; p < P; ++p)
     for (int64_t q = 0; q < taps; ++q) live += pair_live(g, p, lc.taps[q]);
