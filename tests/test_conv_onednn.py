@@ -157,6 +157,27 @@ def test_float64_and_linear_stay_builtin(provider, rng):
 
 
 @needs_onednn
+def test_auto_leaves_mostly_padding_layers_to_builtin(provider, rng):
+    """Under "auto", a 3x3 pad-1 layer on 1x1 maps (one live tap of nine: VGG's conv7/8) runs the
+    builtin kernels, bit for bit; "onednn" asked by name still runs oneDNN (agreeing to rounding);
+    a 3x3 map (every tap live) stays on oneDNN under auto."""
+    x, w, b = _layer(rng, (6, 64, 1, 1, 48, 3, 3))
+    auto, dy = _run("auto", x, w, b, 1, 1, 1)
+    builtin, _ = _run("builtin", x, w, b, 1, 1, 1, dy)
+    forced, _ = _run("onednn", x, w, b, 1, 1, 1, dy)
+    assert pyadr.get_conv_provider() == "onednn"
+    for a, e, f in zip(auto, builtin, forced):
+        np.testing.assert_array_equal(a, e)
+        assert_close(f, e, np.float32)
+    assert any(not np.array_equal(f, e) for f, e in zip(forced, builtin))  # oneDNN really ran there
+    x3, w3, b3 = _layer(rng, (6, 64, 3, 3, 48, 3, 3))
+    auto3, dy3 = _run("auto", x3, w3, b3, 1, 1, 1)
+    forced3, _ = _run("onednn", x3, w3, b3, 1, 1, 1, dy3)
+    for a, f in zip(auto3, forced3):
+        np.testing.assert_array_equal(a, f)
+
+
+@needs_onednn
 def test_reuse_path_unaffected(provider, rng):
     """The clustered products never use the provider: bit-identical under either one."""
     x, w = int_data(rng, (2, 4, 8, 8), np.float32), rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
