@@ -98,9 +98,8 @@ class PlaneBank:
         geom = layer_geometry(layer)
         if geom.get("kernel_size") is None:
             x = x.reshape(len(x), -1)
-        seed = [zlib.crc32(name.encode()), L]
         if len(x):
-            m = pp.subvector_moments(x, L, rows=self.rows, seed=seed, **geom).to_vector()
+            m = pp.subvector_moments(x, L, rows=self.rows, seed=self._sample_seed(name, L), **geom).to_vector()
         else:                                   # an empty slice of the probe on this rank
             m = np.zeros(L * L + L + 3)
         if self.comm is not None and self.comm.size > 1:
@@ -121,6 +120,11 @@ class PlaneBank:
         self.notes.append((name, f"L{L}: {self.kind} planes fitted at step {self.step} on "
                                  f"{int(moments.count)} sub-vectors in {ms:.0f} ms (top variances {top})"))
         return entry
+
+    @staticmethod
+    def _sample_seed(name, L):
+        """Seed of the im2col rows sampled for layer `name` at length L (the same at every refit)."""
+        return [zlib.crc32(name.encode()), int(L)]
 
     def _layer_inputs(self):
         if self._inputs is None:
