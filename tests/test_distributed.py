@@ -201,6 +201,18 @@ def test_two_ranks_end_with_bit_identical_weights_adaptive(tmp_path):
     assert any(r["kind"] == "rung" and r["layer"] == "conv2" for r in records)
 
 
+def test_two_ranks_hash_with_the_same_data_aware_planes(tmp_path):
+    """--planes pca: moments summed over the ranks' probe slices, rank 0's planes broadcast; the
+    per-step fingerprint includes the planes, so a difference would stop the run."""
+    proc, (r0, r1) = run_driver(tmp_path, "pca", 2, epochs=1, reuse="fixed", hash="l2", L=6, H=6,
+                                reuse_layers=["conv2"], min_speedup=0.0, planes="pca", planes_every=4)
+    assert_bit_identical(r0, r1)
+    np.testing.assert_array_equal(r0["losses"], r1["losses"])
+    records = [json.loads(line) for line in open(tmp_path / "pca" / "metrics.jsonl")]
+    fits = [r for r in records if r["kind"] == "planes"]
+    assert [r["step"] for r in fits][:2] == [0, 4] and "[planes] step 4: conv2" in proc.stdout
+
+
 def test_batchnorm_and_dropout_stay_in_sync(tmp_path):
     """VGG-11 has BatchNorm (running statistics averaged over the ranks) and dropout."""
     _, (r0, r1) = run_driver(tmp_path, "vgg", 2, model="vgg11", width=0.125, batch_size=16, epochs=0.5)

@@ -1,7 +1,7 @@
 """The package's layering: imports point one way, down, and every module has its place.
 
   0 native core (C++, native/) -> 1 binding (pyadr._native) -> 2 checked array API (pyadr,
-  pyadr._checks, _api, _config, _context, _interop, _blas, _onednn, _info, _memory, reference, gpu) ->
+  pyadr._checks, _api, _config, _context, _interop, _blas, _onednn, _info, _memory, reference, planes, gpu) ->
   3 pyadr.nn -> 4 pyadr.train, pyadr.torch, pyadr.jax, pyadr.export -> 5 pyadr.cli, pyadr.__main__
 
 The source files of pyadr/ (this checkout, not the installed copy) are parsed with `ast`; no
@@ -32,7 +32,7 @@ LAYERS = [
     ("pyadr", 2),                    # the package's facade (pyadr/__init__.py)
     ("pyadr._checks", 2), ("pyadr._api", 2), ("pyadr._config", 2), ("pyadr._context", 2),
     ("pyadr._interop", 2), ("pyadr._blas", 2), ("pyadr._onednn", 2), ("pyadr._info", 2), ("pyadr._memory", 2),
-    ("pyadr.reference", 2), ("pyadr.gpu.*", 2),
+    ("pyadr.reference", 2), ("pyadr.planes", 2), ("pyadr.gpu.*", 2),
     ("pyadr.nn.*", 3),
     ("pyadr.train.*", 4), ("pyadr.torch.*", 4), ("pyadr.jax", 4),
     ("pyadr.export", 4),

@@ -133,3 +133,27 @@ def test_bad_input():
         ReuseScheduler(small_model(), "fixed", probes=[], total_steps=3)
     with pytest.raises(ValueError, match="strategy"):
         ReuseScheduler(small_model(), "sometimes", probes=batches(1), total_steps=3)
+
+
+def test_data_aware_planes_in_a_torch_loop():
+    model, data = small_model(), batches(4)
+    sched = ReuseScheduler(model, "fixed", probes=data[:1], total_steps=8, rungs=[Rung(4, 3, "l2")],
+                           min_speedup=0.0, planes="pca", planes_every=2)
+    planes = model[3].reuse.planes
+    assert planes is not None and planes.shape == (4, 3) and sched.labels()["conv2"].endswith(" pca")
+    np.testing.assert_allclose(planes.T @ planes, np.eye(3), atol=1e-10)
+    kinds = [e["kind"] for e in sched.events]
+    assert kinds.count("planes") == 1
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x, y in data:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step(loss)
+    assert [e["step"] for e in sched.events if e["kind"] == "planes"] == [0, 2, 4]
+    state = sched.state_dict()
+    again = ReuseScheduler(small_model(seed=1), "fixed", probes=data[:1], total_steps=8, rungs=[Rung(4, 3, "l2")],
+                           min_speedup=0.0, planes="pca", planes_every=2)
+    again.load_state_dict(state)
+    np.testing.assert_array_equal(again.model.layers[1][1].reuse.planes, model[3].reuse.planes)

@@ -8,7 +8,8 @@ Layers (a module imports only from its own layer or those below; tests/test_laye
   2 pyadr (this module), the checked array API: _api (conv2d_forward/backward, linear_...),
     _checks (argument checks and layout codes), _config (ReuseConfig), _context, _interop,
     _blas, _onednn (exact conv provider), _info, _memory, reference (slow NumPy reference of every
-    kernel), gpu (CuPy kernels)
+    kernel), planes (data-aware hash planes: principal directions of a layer's sub-vectors), gpu
+    (CuPy kernels)
   1 pyadr._native                    Cython binding over the C++17 core in native/ (layer 0)
 
 This module, the facade, imports only layer 2 (and 1 through it). `import pyadr` is cheap: it

@@ -15,6 +15,7 @@ import sys
 from .._config import PRODUCTS
 from ..train.config import DEVICES, LR_SCHEDULES, resolve_config
 from ..train.data import DATASET_NAMES
+from ..train.data_planes import KINDS as PLANE_KINDS
 from ..train.models import MODEL_NAMES
 from ..train.reuse_schedule import STRATEGIES
 
@@ -104,6 +105,13 @@ def _add_train_flags(p):
                    help="--reuse tuned: steps between re-tunings (default 200, 0: never)")
     g.add_argument("--tune-repeats", dest="tune_repeats", type=int, default=S,
                    help="--reuse tuned: timed runs per candidate, min taken (default 2)")
+    g.add_argument("--planes", dest="planes", choices=PLANE_KINDS, default=S,
+                   help="hash planes of every reusing layer: random (seeded; default), pca (the top principal "
+                        "directions of the layer's sub-vectors on a probe batch), pca-centred (of their "
+                        "covariance); see docs/tuning.md, 'Data-aware planes'")
+    g.add_argument("--planes-every", dest="planes_every", type=int, default=S,
+                   help="data-aware planes: refit them every N steps on the current weights (default 0: "
+                        "fit once, when a layer first needs them)")
     g.add_argument("--min-dwell", dest="min_dwell", type=float, default=S,
                    help="adaptive: least fraction of the steps a layer stays on a rung before a loss "
                         "plateau advances it (default 0.25; loss-gap checks may advance sooner)")
@@ -250,7 +258,10 @@ def _cmd_evaluate(args):
     model.to(xp)
     layers = dict(engine_layers(model))
     if args.reuse == "checkpoint":
-        schedule_class(meta["schedule"]["strategy"])().load_state_dict(meta["schedule"], model)
+        state = meta["schedule"]
+        cls, kind = schedule_class(state["strategy"]), (state.get("planes") or {}).get("kind", "random")
+        sched = cls(planes=kind) if state["strategy"] == "tuned" else cls(state["strategy"], planes=kind)
+        sched.load_state_dict(state, model)
     elif args.reuse == "fixed":
         names = args.reuse_layers or [n for n in layers if n.startswith("conv")][1:]
         for pos, name in enumerate(names):

@@ -63,6 +63,14 @@ class _Layer:
     def reuse(self, value):
         self.module.reuse = value
 
+    def plane_geometry(self):
+        """pyadr.planes keywords of this layer's im2col rows (data-aware hash planes)."""
+        m = self.module
+        if isinstance(m, Conv2d):
+            return dict(kernel_size=tuple(m.kernel_size), stride=tuple(m.stride), padding=_numeric_padding(m),
+                        dilation=tuple(m.dilation))
+        return dict(kernel_size=None)
+
     @property
     def last_rc(self):
         stats = self.module.last_stats
@@ -168,7 +176,7 @@ class _Model:
 class ReuseScheduler:
     """Calls the reuse schedule of `strategy` once per training step: `step(loss)` after the
     optimizer step. `options` are the schedule's (rungs, ladder, layers, exact_tail, plateau_window,
-    plateau_eps, gap_delta, check_every, min_speedup, min_dwell, seed, exact; for "tuned":
+    plateau_eps, gap_delta, check_every, min_speedup, min_dwell, seed, exact, planes, planes_every; for "tuned":
     budget_start, budget_end, retune_every, repeats, timer). Rungs may be Rung objects or dicts;
     ladder: [(epoch, Rung | None)] or the dicts of pyadr train's config (default: the anchors')."""
 
@@ -200,7 +208,10 @@ class ReuseScheduler:
         for e in events:
             self.events.append(e)
             if self.log is not None:
-                self.log(f"[reuse] step {e['step']}: {e['layer']}: {e['from']} -> {e['to']} ({e['reason']})")
+                if e["kind"] == "planes":
+                    self.log(f"[planes] step {e['step']}: {e['layer']}: {e['reason']}")
+                else:
+                    self.log(f"[reuse] step {e['step']}: {e['layer']}: {e['from']} -> {e['to']} ({e['reason']})")
         return events
 
     def step(self, loss):
@@ -220,4 +231,4 @@ class ReuseScheduler:
 
     def load_state_dict(self, state):
         self.step_count = int(state["step"])
-        self.schedule.load_state_dict(state["schedule"], self.model)
+        self.schedule.load_state_dict(state["schedule"], self.model, self.probes)

@@ -16,6 +16,7 @@ from typing import List, Optional
 
 from .._config import PRODUCTS
 from .data import DATASET_NAMES
+from .data_planes import KINDS as PLANE_KINDS
 from .models import MODEL_NAMES
 from .reuse_schedule import STRATEGIES
 
@@ -72,6 +73,8 @@ class TrainConfig:
     tune_budget_end: float = 0.1                    # ... and before the exact tail (geometric in between)
     retune_every: int = 200                         # tuned: steps between re-tunings (0: never)
     tune_repeats: int = 2                           # tuned: timed runs per candidate (min taken)
+    planes: str = "random"                          # hash planes: random (seeded), pca, pca-centred (data_planes.py)
+    planes_every: int = 0                           # data-aware planes: steps between refits (0: fit once)
     # run management
     out: Optional[str] = None
     resume: Optional[str] = None
@@ -123,6 +126,9 @@ class TrainConfig:
         need(is_int(self.retune_every) and self.retune_every >= 0, "retune_every", "must be an int >= 0")
         need(is_int(self.tune_repeats) and self.tune_repeats >= 1, "tune_repeats", "must be an int >= 1")
         need(is_num(self.min_dwell) and 0 <= self.min_dwell <= 1, "min_dwell", "must be in [0, 1]")
+        need(self.planes in PLANE_KINDS, "planes", f"must be one of {', '.join(PLANE_KINDS)}")
+        need(is_int(self.planes_every) and self.planes_every >= 0, "planes_every",
+             "must be an int >= 0 (steps between refits of data-aware planes; 0: fit once)")
         need(self.stop_after_steps is None or (is_int(self.stop_after_steps) and self.stop_after_steps >= 1),
              "stop_after_steps", "must be an int >= 1")
         need(self.reuse_layers is None or (isinstance(self.reuse_layers, list)

@@ -34,9 +34,8 @@ import time
 import numpy as np
 
 from ..nn import functional as F
-from ..nn.loss import softmax_cross_entropy
-from .models import dropout_layers
-from .reuse_schedule import EXACT, ReuseSchedule, Rung, engine_layers, predicted_speedup
+from .layer_io import capture_layer_io
+from .reuse_schedule import EXACT, ReuseSchedule, Rung, predicted_speedup
 
 GRID = ("hash", "L", "H", "exact")     # the frontier's coordinates (neighbours move one of them)
 
@@ -135,64 +134,12 @@ def layer_op(layer):
     return fwd_fc, bwd_fc
 
 
-def capture_layer_io(model, layers, probe):
-    """{name: (x, dY)} of `layers` ({name: layer}) in one training-mode forward + backward of
-    `model` on `probe` (x, y), exact everywhere; leaves weights, grads, buffers, reuse settings,
-    dropout generators and engine timers as they were. A model may provide its own
-    `capture_layer_io(layers, probe)` (pyadr.torch.schedule's adapter does)."""
-    if hasattr(model, "capture_layer_io"):
-        return model.capture_layer_io(layers, probe)
-    all_layers = [l for _, l in engine_layers(model)]
-    saved_reuse = [(l, l.reuse, l.engine_seconds) for l in all_layers]
-    grads = [(p, p.grad) for p in model.parameters()]
-    buffers = [(m, b, m._buffers[b].copy()) for _, m, b in model.named_buffers()]
-    drops = [(m, m.rng) for m in dropout_layers(model)]
-    was_training = model.training
-    got = {}
-
-    def hook(name, layer):
-        fwd, bwd = layer.forward, layer.backward
-
-        def forward(x):
-            got[name] = [x, None]
-            return fwd(x)
-
-        def backward(dy):
-            got[name][1] = dy
-            return bwd(dy)
-        layer.forward, layer.backward = forward, backward
-
-    try:
-        for l in all_layers:
-            l.reuse = None
-        for name, layer in layers.items():
-            hook(name, layer)
-        for i, (m, _) in enumerate(drops):
-            m.rng = np.random.default_rng([0x7E57, i])
-        model.train()
-        x, y = probe
-        _, dlogits, _ = softmax_cross_entropy(model.forward(x), y)
-        model.backward(dlogits)
-    finally:
-        for layer in layers.values():
-            del layer.forward, layer.backward          # back to the class's methods
-        for l, r, s in saved_reuse:
-            l.reuse, l.engine_seconds = r, s
-        for p, g in grads:
-            p.grad = g
-        for m, b, v in buffers:
-            m._buffers[b][...] = v
-        for m, r in drops:
-            m.rng = r
-        model.train(was_training)
-    return {n: (v[0], v[1]) for n, v in got.items()}
-
-
-def measure(name, layer, cands, x, dy, seed, timer, reduce=None, budget=math.inf):
+def measure(name, layer, cands, x, dy, seed, timer, reduce=None, budget=math.inf, config=None):
     """Measurements of `cands` on `layer` for input x, upstream gradient dy: a list of dicts (rc,
     err_y, err_dw, err_dx, error, seconds, exact_seconds, speedup, predicted, correction). Only
     candidates with error <= `budget` are timed (the others get seconds = speedup = None): a pick
-    needs no timing of what the budget excludes, and the budget only shrinks."""
+    needs no timing of what the budget excludes, and the budget only shrinks. `config(candidate)`
+    gives a candidate's ReuseConfig (default: its seeded one; the schedule's PlaneBank)."""
     fwd, bwd = layer_op(layer)
     K, M = layer.K, getattr(layer, "out_channels", None) or layer.out_features
     reduce = reduce or (lambda v: v)
@@ -200,7 +147,7 @@ def measure(name, layer, cands, x, dy, seed, timer, reduce=None, budget=math.inf
     dx0, dw0 = bwd(dy, ctx0)
     out, runs = [], []
     for c in cands:
-        cfg = c.config(K, seed)
+        cfg = c.config(K, seed) if config is None else config(c)
         y, ctx = fwd(x, cfg)
         dx, dw = bwd(dy, ctx)
         rc, ey, edw, edx = reduce([F.rc_of(ctx), _rel(y, y0), _rel(dw, dw0), _rel(dx, dx0)])
@@ -281,6 +228,7 @@ class TunedSchedule(ReuseSchedule):
         self.tail_start = total_steps - int(round(self.exact_tail * total_steps))
         names = self.check_layers(model)
         chosen = self.layer_names if self.layer_names is not None else [n for n in names if n.startswith("conv")][1:]
+        self._bind_planes(model, chosen, probes, 0)
         for pos, name in enumerate(names):
             if name in chosen:
                 cands = self.candidates_fn(self._layers[name])
@@ -293,6 +241,8 @@ class TunedSchedule(ReuseSchedule):
         if not self.tuned or not probes:
             return []
         io = capture_layer_io(model, {n: self._layers[n] for n in self.tuned}, probes[0])
+        self.plane_bank.at(step)
+        self.plane_bank.use_inputs({n: v[0] for n, v in io.items()})
         budget, events = self.budget(step), []
         for name, t in self.tuned.items():
             layer, plan = self._layers[name], self.plans[name]
@@ -301,9 +251,11 @@ class TunedSchedule(ReuseSchedule):
             todo = list(range(len(t["cands"]))) if full or anchor is None else neighbours(t["cands"], anchor)
             x, dy = io[name]
             batch = todo
+            def config(c, name=name, K=layer.K, seed=plan["seed"]):
+                return self._config(name, c.rung, K, seed, c.exact)
             while True:      # a pick measured at an earlier step is measured again before it runs
                 fresh = measure(name, layer, [t["cands"][i] for i in batch], x, dy, plan["seed"],
-                                self.timer, self._mean_over_ranks, budget)
+                                self.timer, self._mean_over_ranks, budget, config=config)
                 for i, m in zip(batch, fresh):
                     t["meas"][i] = dict(m, step=step)
                 choice, t["best"] = pick(t["cands"], t["meas"], budget, self.min_speedup)
@@ -322,7 +274,7 @@ class TunedSchedule(ReuseSchedule):
                 why = f"fastest within error budget {budget:.3f}"
             events += self._switch(step, name, choice, f"{why}; {what} {len(todo)} candidates: {notes}",
                                    always=full)
-        return events
+        return self._plane_events(step) + events
 
     def _mean_over_ranks(self, values):
         size = 1 if self.comm is None else self.comm.size
@@ -353,17 +305,19 @@ class TunedSchedule(ReuseSchedule):
         plan = self.plans.get(name)
         if plan is None or plan["index"] >= len(plan["rungs"]):
             return EXACT
-        return Candidate(plan["rungs"][0], tuple(plan.get("exact", ()))).label(plan["K"])
+        return self.plane_bank.label(Candidate(plan["rungs"][0], tuple(plan.get("exact", ()))).label(plan["K"]))
 
     def _apply(self, name):
         plan, layer = self.plans[name], self._layers[name]
         if plan["index"] >= len(plan["rungs"]):
             layer.reuse = None
         else:
-            layer.reuse = plan["rungs"][0].config(plan["K"], plan["seed"], tuple(plan.get("exact", ())))
+            layer.reuse = self._config(name, plan["rungs"][0], plan["K"], plan["seed"], tuple(plan.get("exact", ())))
 
     def after_step(self, step, loss, model, probes):
         nxt = step + 1
+        if probes:
+            self.plane_bank.probe = probes[0]
         if not self.retune_every or nxt % self.retune_every or nxt >= (self.tail_start or 0):
             return []
         return self._tune(nxt, model, probes, full=False)
@@ -382,8 +336,8 @@ class TunedSchedule(ReuseSchedule):
         state["total_steps"] = self.total_steps
         return state
 
-    def load_state_dict(self, state, model):
-        super().load_state_dict(state, model)
+    def load_state_dict(self, state, model, probes=None):
+        super().load_state_dict(state, model, probes)
         self.total_steps = int(state.get("total_steps", 1))
         self.tuned = {}
         for n, p in self.plans.items():

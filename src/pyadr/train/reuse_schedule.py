@@ -25,6 +25,11 @@ then 0.32 with new weights, 0.40 then 0.46 with trained ones; H = 12 has output 
 H = 8 has 0.27, `pyadr bench`), since l2 needs far fewer hash bits than sign for the same rc and
 error. Other layers keep sign rungs at L = min(25, K).
 
+Hash planes: `planes` = "random" (the rungs' seeded planes, the default) or "pca" / "pca-centred"
+(the principal directions of each layer's sub-vectors on the first probe batch, refitted every
+`planes_every` steps; pyadr.train.data_planes). Every config the schedule runs or measures comes
+from its PlaneBank; a data-aware rung's label ends in " pca" (" pca-c").
+
 Data-parallel runs: set `schedule.comm` (pyadr.train.distributed). Each rank then holds its
 slice of the probe batches; rc and probe losses are measured on the slices and reduced over the
 ranks, and the training loss given to after_step is the global batch's, so every rank takes the
@@ -33,19 +38,15 @@ same decision at the same step from the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import zlib
 
 import numpy as np
 
 from ..nn.loss import cross_entropy_loss
-from .models import engine_layers as _model_engine_layers
-
-
-def engine_layers(model):
-    """[(name, layer)] of `model`'s engine layers; a model adapter (pyadr.torch.schedule) may
-    provide its own `engine_layers()`."""
-    own = getattr(model, "engine_layers", None)
-    return own() if callable(own) else _model_engine_layers(model)
+from .data_planes import PlaneBank
+from .layer_io import engine_layers
 
 STRATEGIES = ("exact", "fixed", "ladder", "adaptive", "tuned")
 EXACT = "exact"
@@ -124,7 +125,8 @@ def _out_width(layer):
 class ReuseSchedule:
     def __init__(self, strategy="exact", *, rungs=None, ladder=None, layers=None, exact_tail=None,
                  plateau_window=50, plateau_eps=0.01, gap_delta=0.1, check_every=200,
-                 probe_batches=2, min_speedup=1.2, min_dwell=0.25, seed=0, exact=()):
+                 probe_batches=2, min_speedup=1.2, min_dwell=0.25, seed=0, exact=(), planes="random",
+                 planes_every=0):
         if strategy not in STRATEGIES:
             raise ValueError(f"reuse strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
         self.strategy = strategy
@@ -152,6 +154,7 @@ class ReuseSchedule:
         self.milestones = []            # ladder: [(step, rung index)]
         self._layers = {}
         self.comm = None                # distributed: probe measurements are reduced over ranks
+        self.plane_bank = PlaneBank(planes, planes_every)   # every config the schedule builds
 
     def _reduce(self, values):
         """Sums of `values` over the ranks (the values themselves in a 1-process run)."""
@@ -179,6 +182,7 @@ class ReuseSchedule:
             convs = [n for n in names if n.startswith("conv")]
             candidates = convs[1:]
         base = self._base_rungs()
+        self._bind_planes(model, candidates, probes, 0)
         if self.strategy == "ladder":
             self.milestones = self._ladder_milestones(steps_per_epoch)
         first_index = self._ladder_target(0) if self.strategy == "ladder" else 0
@@ -191,7 +195,7 @@ class ReuseSchedule:
             seed = self.seed * 1009 + pos
             kept, notes = [], []
             for rung in rungs:
-                rc, gain = self._rung_gain(model, layer, rung, seed, probes)
+                rc, gain = self._rung_gain(model, name, rung, seed, probes)
                 notes.append(f"{rung.label(layer.K)}: rc {rc:.3f}, predicted speed-up {gain:.2f}x")
                 if gain >= self.min_speedup or self.layer_names is not None:
                     kept.append(rung)
@@ -206,7 +210,7 @@ class ReuseSchedule:
                                 "seed": seed, "since": 0}
             events.append(self._event(0, name, EXACT, self.label(name), "start (" + "; ".join(notes) + ")"))
         self._apply_all()
-        return events
+        return self._plane_events(0) + events
 
     def check_layers(self, model):
         """Raise ValueError when a named reuse layer is not in `model`; returns the model's
@@ -224,7 +228,8 @@ class ReuseSchedule:
                  for n, p in self.plans.items()}
         labels = {n: [r.label(p["K"]) for r in p["rungs"]] for n, p in self.plans.items()}
         return {"strategy": self.strategy, "reuse_layers": list(self.plans), "rungs": rungs,
-                "rung_labels": labels, "exact_tail": self.exact_tail}
+                "rung_labels": labels, "exact_tail": self.exact_tail,
+                "planes": {"kind": self.plane_bank.kind, "every": self.plane_bank.every}}
 
     def _base_rungs(self):
         if self.strategy == "fixed":
@@ -254,9 +259,10 @@ class ReuseSchedule:
                 target = 10 ** 9 if idx is None else idx
         return target
 
-    def _rung_gain(self, model, layer, rung, seed, probes):
-        """(rc of `rung` on `layer`, measured on the first probe batch; cost-model speed-up)."""
-        rc = self._measure_rc(model, layer, rung.config(layer.K, seed, self.exact), probes[:1])
+    def _rung_gain(self, model, name, rung, seed, probes):
+        """(rc of `rung` on layer `name`, measured on the first probe batch; cost-model speed-up)."""
+        layer = self._layers[name]
+        rc = self._measure_rc(model, layer, self._config(name, rung, layer.K, seed, self.exact), probes[:1])
         return rc, predicted_speedup(_out_width(layer), min(rung.L, layer.K), rung.H, rc, self.exact)
 
     def _measure_rc(self, model, layer, config, probes):
@@ -282,12 +288,34 @@ class ReuseSchedule:
     def _bind(self, model):
         self._layers = dict(engine_layers(model))
 
+    # -- hash planes --------------------------------------------------------------------------
+    def _config(self, name, rung, K, seed, exact=()):
+        """The ReuseConfig of `rung` on layer `name`, with the planes of the run's PlaneBank."""
+        return self.plane_bank.config(name, rung, K, seed, exact)
+
+    def _bind_planes(self, model, names, probes, step):
+        self.plane_bank.bind(model, {n: self._layers[n] for n in names if n in self._layers}, probes, self.comm)
+        self.plane_bank.refresh(step)
+
+    def _plane_events(self, step):
+        """Events of the plane fits made since the last call ("planes" kind; from == to)."""
+        out = []
+        for name, text in self.plane_bank.done():
+            label = self.label(name)
+            out.append(dict(self._event(step, name, label, label, text), kind="planes"))
+        return out
+
+    def fingerprint(self):
+        """crc32 of what every rank must agree on each step: the rung labels and the planes."""
+        labels = json.dumps(self.labels(), sort_keys=True).encode()
+        return zlib.crc32(labels, self.plane_bank.fingerprint())
+
     # -- per-step decisions -------------------------------------------------------------------
     def label(self, name):
         plan = self.plans.get(name)
         if plan is None or plan["index"] >= len(plan["rungs"]):
             return EXACT
-        return plan["rungs"][plan["index"]].label(plan["K"])
+        return self.plane_bank.label(plan["rungs"][plan["index"]].label(plan["K"]))
 
     def labels(self):
         return {name: self.label(name) for name in self._layers}
@@ -314,15 +342,19 @@ class ReuseSchedule:
         if plan["index"] >= len(plan["rungs"]):
             layer.reuse = None
         else:
-            layer.reuse = plan["rungs"][plan["index"]].config(plan["K"], plan["seed"], self.exact)
+            layer.reuse = self._config(name, plan["rungs"][plan["index"]], plan["K"], plan["seed"], self.exact)
 
     def _apply_all(self):
         for name in self.plans:
             self._apply(name)
 
     def before_step(self, step, steps_per_epoch):
-        """Milestones and the exact tail; returns the rung-change events."""
+        """Plane refits, milestones and the exact tail; returns the events."""
         events = []
+        self.plane_bank.at(step)
+        if self.plane_bank.due(step):
+            self.plane_bank.refresh(step)
+            self._apply_all()
         if self.strategy == "ladder":
             target = self._ladder_target(step)
             for name in self.plans:
@@ -332,12 +364,15 @@ class ReuseSchedule:
             for name in self.active():
                 events += self._set_index(step, name, 10 ** 9, f"exact tail: last {self.exact_tail:.0%} "
                                           f"of the steps (from step {self.tail_start})")
-        return events
+        return self._plane_events(step) + events
 
     def after_step(self, step, loss, model, probes):
         """Plateau and loss-gap triggers of the adaptive strategy; returns events."""
         if self.strategy != "adaptive" or not self.active():
             return []
+        self.plane_bank.at(step + 1)                    # the weights after this step
+        if probes:
+            self.plane_bank.probe = probes[0]
         events = []
         self.recent_losses.append(float(loss))
         w = self.plateau_window
@@ -357,17 +392,17 @@ class ReuseSchedule:
                 self.recent_losses = self.recent_losses[w:]
         if self.check_every and (step + 1) % self.check_every == 0 and self.active():
             events += self._gap_check(step + 1, model, probes[:self.probe_batches])
-        return events
+        return events + self._plane_events(step + 1)
 
     def _advance(self, step, name, model, probes, reason):
         """Move `name` one rung finer. With the default layers, rungs the cost model says no longer
         pay at the rc measured now are skipped: rc grows as training makes the features more
         varied (CifarNet's conv2, l2 L=64 H=16: rc 0.31 at the start, 0.46 at the end)."""
-        plan, layer = self.plans[name], self._layers[name]
+        plan = self.plans[name]
         index, skipped = plan["index"] + 1, []
         while self.layer_names is None and index < len(plan["rungs"]):
             rung = plan["rungs"][index]
-            rc, gain = self._rung_gain(model, layer, rung, plan["seed"], probes)
+            rc, gain = self._rung_gain(model, name, rung, plan["seed"], probes)
             if gain >= self.min_speedup:
                 break
             skipped.append(f"{rung.label(plan['K'])}: rc {rc:.3f} now, predicted speed-up {gain:.2f}x")
@@ -422,10 +457,12 @@ class ReuseSchedule:
                 "milestones": [list(m) for m in self.milestones],
                 "plans": {n: {"rungs": [r.to_dict() for r in p["rungs"]], "index": p["index"],
                               "K": p["K"], "seed": p["seed"], "since": p.get("since", 0)}
-                          for n, p in self.plans.items()}}
+                          for n, p in self.plans.items()},
+                "planes": self.plane_bank.state_dict()}
 
-    def load_state_dict(self, state, model):
-        """Restore a schedule (no re-calibration) and apply its rungs to `model`."""
+    def load_state_dict(self, state, model, probes=None):
+        """Restore a schedule (no re-calibration) and apply its rungs to `model`. `probes`: the
+        run's probe batches, for the data-aware plane refits still to come."""
         if state["strategy"] != self.strategy:
             raise ValueError(f"checkpoint schedule is {state['strategy']!r}, run asks for {self.strategy!r}")
         self._bind(model)
@@ -439,7 +476,10 @@ class ReuseSchedule:
         missing = [n for n in self.plans if n not in self._layers]
         if missing:
             raise ValueError(f"checkpoint schedule names layers {missing} that the model lacks")
+        self.plane_bank.bind(model, {n: self._layers[n] for n in self.plans}, probes, self.comm)
+        self.plane_bank.load_state_dict(state.get("planes"))
         self._apply_all()
+        self.plane_bank.done()
 
 
 def parse_ladder(entries):

@@ -90,7 +90,7 @@ def make_schedule(cfg: TrainConfig) -> ReuseSchedule:
     common = dict(layers=cfg.reuse_layers, exact_tail=cfg.exact_tail, plateau_window=cfg.plateau_window,
                   plateau_eps=cfg.plateau_eps, gap_delta=cfg.gap_delta, check_every=cfg.check_every,
                   probe_batches=cfg.probe_batches, min_speedup=cfg.min_speedup, min_dwell=cfg.min_dwell,
-                  seed=cfg.seed)
+                  seed=cfg.seed, planes=cfg.planes, planes_every=cfg.planes_every)
     if cfg.reuse == "tuned":        # per-layer measured frontier (layer_tuner.py)
         return TunedSchedule(budget_start=cfg.tune_budget_start, budget_end=cfg.tune_budget_end,
                              retune_every=cfg.retune_every, repeats=cfg.tune_repeats, **common)
@@ -201,7 +201,10 @@ class Trainer:
         for e in events:
             e = dict(e, epoch=round(e["step"] / self.steps_per_epoch, 6), wall_time=self._wall())
             self.metrics.write(e)
-            self.log(f"[reuse] step {e['step']}: {e['layer']}: {e['from']} -> {e['to']} ({e['reason']})")
+            if e["kind"] == "planes":
+                self.log(f"[planes] step {e['step']}: {e['layer']}: {e['reason']}")
+            else:
+                self.log(f"[reuse] step {e['step']}: {e['layer']}: {e['from']} -> {e['to']} ({e['reason']})")
 
     def _save(self, name, epoch, step_in_epoch, counters):
         t0 = time.perf_counter()
@@ -248,7 +251,7 @@ class Trainer:
             raise ValueError(f"checkpoint {path} holds {meta['model_spec']}, this run builds {self.model_spec}")
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(opt_state)
-        self.schedule.load_state_dict(meta["schedule"], self.model)
+        self.schedule.load_state_dict(meta["schedule"], self.model, self.probes)
         pos, totals = meta["position"], meta["totals"]
         self.global_step = pos["global_step"]
         self.conv_time_total, self.best_acc = totals["conv_time_total"], totals["best_acc"]
@@ -403,7 +406,7 @@ class Trainer:
             layer.engine_seconds = 0.0
             used = len(y) and layer.reuse is not None and layer.last_rc is not None
             rc_now += [layer.last_rc if used else 0.0, 1.0 if used else 0.0]
-        rungs = zlib.crc32(json.dumps(self.schedule.labels(), sort_keys=True).encode())
+        rungs = self.schedule.fingerprint()          # rung labels and hash planes
         table = comm.allgather([loss * share, correct, seconds, bool(stop_requested), rungs] + rc_now)
         if not (table[:, 4] == table[0, 4]).all():
             raise RuntimeError(f"the ranks disagree on the reuse rungs at global step {self.global_step}: "
