@@ -379,8 +379,18 @@ bool eligible(const ConvGeom& g) {
 
 }  // namespace
 
+// One oneDNN call at a time: concurrent calls from several application threads (each its own
+// OpenMP team) hung, intermittently, spinning inside a jit kernel of the backward
+// (tests/test_config.py::test_threads_release_gil_and_stay_correct under .ci/run, py-spy: one
+// thread left at one pc in oneDNN's jit code). Each call uses all of pyadr's threads anyway.
+static std::mutex& call_mutex() {
+  static std::mutex* m = new std::mutex;  // leaked on purpose, as the library
+  return *m;
+}
+
 bool forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
   if (!eligible(g)) return false;
+  std::lock_guard<std::mutex> one_call(call_mutex());
   const int nt = num_threads();
   ThreadScope threads(nt);
   const auto plan = plan_for(Op::Forward, g, b != nullptr, nt);
@@ -392,6 +402,7 @@ bool forward(const ConvGeom& g, const float* x, const float* w, const float* b, 
 
 bool backward(const ConvGeom& g, const float* x, const float* w, const float* dy, float* dx, float* dw, float* db) {
   if ((!dx && !dw) || !eligible(g)) return false;
+  std::lock_guard<std::mutex> one_call(call_mutex());
   const int nt = num_threads();
   ThreadScope threads(nt);
   const auto pd = dx ? plan_for(Op::BackwardData, g, false, nt) : nullptr;
