@@ -1,5 +1,6 @@
 """Shared fixtures of the pyadr test suite: seeded `rng`, the `backend` / `gpu_backend` fixtures
-(tests/_backends.py), and restorers of global engine settings."""
+(tests/_backends.py), restorers of global engine settings, and a tiny trainer model with probe
+batches (`model_and_probes`)."""
 import os
 import sys
 
@@ -26,6 +27,18 @@ except ImportError:  # pragma: no cover - hypothesis is a test dependency
 def rng():
     """A seeded generator: every test sees the same numbers on every run."""
     return np.random.default_rng(20190408)
+
+
+@pytest.fixture
+def model_and_probes():
+    """A tiny model on synthetic data and two probe batches (x, y) of 16, for the schedule tests."""
+    from pyadr.train.data import make_synthetic
+    from pyadr.train.loader import BatchLoader
+    from pyadr.train.models import build_model
+    data = make_synthetic(n_train=64, n_test=16)
+    model = build_model("tiny", data.image_shape, data.num_classes, width=2.0, seed=0)
+    loader = BatchLoader(data.train_images, data.train_labels, 16, data.mean, data.std, shuffle=False, prefetch=0)
+    return model, [(x, y) for _, x, y in loader.epoch(0)][:2]
 
 
 @pytest.fixture

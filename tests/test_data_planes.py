@@ -10,23 +10,13 @@ import pytest
 from pyadr import planes as pp
 from pyadr.train.checkpoint import load_checkpoint
 from pyadr.train.config import TrainConfig
-from pyadr.train.data import make_synthetic
 from pyadr.train.data_planes import PlaneBank
 from pyadr.train.layer_io import capture_layer_io
 from pyadr.train.layer_tuner import Candidate, TunedSchedule
-from pyadr.train.loader import BatchLoader
 from pyadr.train.metrics import read_records
 from pyadr.train.models import build_model, engine_layers
 from pyadr.train.reuse_schedule import ReuseSchedule, Rung
 from pyadr.train.trainer import Trainer
-
-
-@pytest.fixture
-def model_and_probes():
-    data = make_synthetic(n_train=64, n_test=16)
-    model = build_model("tiny", data.image_shape, data.num_classes, width=2.0, seed=0)
-    loader = BatchLoader(data.train_images, data.train_labels, 16, data.mean, data.std, shuffle=False, prefetch=0)
-    return model, [(x, y) for _, x, y in loader.epoch(0)][:2]
 
 
 def _expected_planes(model, probes, name, L, H):

@@ -32,6 +32,19 @@ def batches(n=6, seed=0):
     return out
 
 
+def train_steps(model, sched, opt, data):
+    """One pass over data with sched.step after every optimizer step; the losses."""
+    losses = []
+    for x, y in data:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step(loss)
+        losses.append(float(loss.detach()))
+    return losses
+
+
 def fake_timer(name, label, run):
     return 1.0 if label == "exact" else 0.02 * int(label.split(" H")[1].split()[0])
 
@@ -42,15 +55,7 @@ def test_fixed_schedule_sets_reuse_and_trains():
     assert model[0].reuse is None and model[3].reuse.L == 4 and model[3].reuse.H == 4
     assert sched.labels()["conv2"] == "sign L4 H4" and sched.events[0]["layer"] == "conv2"
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    losses = []
-    for epoch in range(2):
-        for x, y in data:
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step(loss)
-            losses.append(float(loss.detach()))
+    losses = train_steps(model, sched, opt, data) + train_steps(model, sched, opt, data)
     assert np.mean(losses[-4:]) < np.mean(losses[:4]) and sched.step_count == 16
     assert model[3].last_stats is not None and 0 < model[3].last_stats.rc <= 1
 
@@ -144,13 +149,7 @@ def test_data_aware_planes_in_a_torch_loop():
     np.testing.assert_allclose(planes.T @ planes, np.eye(3), atol=1e-10)
     kinds = [e["kind"] for e in sched.events]
     assert kinds.count("planes") == 1
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    for x, y in data:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step(loss)
+    train_steps(model, sched, torch.optim.SGD(model.parameters(), lr=0.1), data)
     assert [e["step"] for e in sched.events if e["kind"] == "planes"] == [0, 2, 4]
     state = sched.state_dict()
     again = ReuseScheduler(small_model(seed=1), "fixed", probes=data[:1], total_steps=8, rungs=[Rung(4, 3, "l2")],

@@ -18,7 +18,6 @@
 #include "centroid_windows.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <stdexcept>
 
 #include "common.hpp"
@@ -108,8 +107,8 @@ void interval_minus(int64_t a0, int64_t a1, int64_t b0, int64_t b1, std::vector<
 
 }  // namespace
 
-bool window_sums_apply(const ConvGeom& g, int L, bool hwc, bool batch_scope) {
-  return hwc && batch_scope && L > 0 && g.C % L == 0 && g.sh == 1 && g.sw == 1 && g.B > 0 && g.OH > 0 && g.OW > 0;
+bool window_sums_apply(const ConvGeom& g, bool batch_scope) {
+  return batch_scope && g.sh == 1 && g.sw == 1 && g.B > 0 && g.OH > 0 && g.OW > 0;
 }
 
 template <class T>

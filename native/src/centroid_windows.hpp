@@ -10,9 +10,9 @@
 namespace pyadr {
 namespace detail {
 
-// True when window_centroid_sums applies: stride 1, order hwc with L | C (every sub-vector one
-// slice of one padded pixel), scope batch (one cluster set per block over all images).
-bool window_sums_apply(const ConvGeom& g, int L, bool hwc, bool batch_scope);
+// On the pixel path (order hwc, L | C: every sub-vector one slice of one padded pixel), true when
+// window_centroid_sums applies: stride 1 and scope batch (one cluster set per block over all images).
+bool window_sums_apply(const ConvGeom& g, bool batch_scope);
 
 // The per-block cluster sums, block j = (kernel position (i, jj), channel slice s), j = (i*kw +
 // jj) * (C/L) + s, from the keys numbered once per slice:

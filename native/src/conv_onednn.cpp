@@ -24,6 +24,7 @@
 
 #include "common.hpp"
 #include "conv_common.hpp"
+#include "conv_exact_plan.hpp"
 #include "onednn_api.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -351,14 +352,7 @@ void execute(const Plan& p, const void* const data[3], const void* bias, SharedI
 // Kernel taps along one axis that read the input (not only padding) at some output position.
 int64_t live_taps(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
   int64_t live = 0;
-  for (int64_t i = 0; i < k; ++i)
-    for (int64_t o = 0; o < out; ++o) {
-      const int64_t at = o * stride - pad + i * dil;
-      if (at >= 0 && at < in) {
-        ++live;
-        break;
-      }
-    }
+  for (int64_t i = 0; i < k; ++i) live += detail::tap_reads_input(out, stride, pad, dil, in, i);
   return live;
 }
 

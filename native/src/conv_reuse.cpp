@@ -337,7 +337,7 @@ void group_blocks(const GroupInputs<T>& in, const int64_t* rbase, const int64_t*
   const int64_t nb = in.bl.nb, N = in.g.N();
   // Pixel path with stride 1 and scope batch: the groupers give ids and counts, and the sums come
   // from sliding windows over the slices (centroid_windows.cpp), kh*kw times fewer additions.
-  const bool windows = in.pixel_path && detail::window_sums_apply(in.g, in.p.L, true, in.group_rows == N);
+  const bool windows = in.pixel_path && detail::window_sums_apply(in.g, in.group_rows == N);
   std::vector<std::vector<int32_t>> gids(windows ? nb : 0);
   // About kChunkBlocks blocks per chunk, the chunks a multiple of the threads and their sizes
   // within one of each other (25 blocks on 2 threads: 8 chunks of 3-4, not 7 of 4 and 1).
